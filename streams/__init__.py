@@ -1,0 +1,1 @@
+"""The contract and the spine: schemas, topics, the Faust app, sinks and the `vigil` CLI."""

@@ -1,0 +1,1 @@
+"""Datasets, the driver simulator, trainers and evaluation."""

@@ -1,0 +1,1 @@
+"""Perception and inference: frame decoding, the face engine, driver signals, blink detection."""
