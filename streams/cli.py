@@ -1,0 +1,191 @@
+"""The `vigil` command line.
+
+Errors Vigil raises on purpose (bad input, bad configuration) print one line and exit 2;
+anything else prints one line and exits 1 unless ``--debug`` asks for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from streams.errors import VigilError
+
+log = logging.getLogger("vigil")
+
+# MediaPipe's C++ logging writes to stderr before Python can configure it; keep it to errors.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _emit(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from workers.face.provision import face_landmarker_bundle
+    from workers.settings import PerceptionSettings
+
+    settings = PerceptionSettings()
+    path = face_landmarker_bundle(settings.cache_dir, settings.face_landmarker_path)
+    log.info("face landmarker bundle ready: %s", path)
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from workers.perception import analyze_video
+
+    for result in analyze_video(args.video, engine=args.engine):
+        record = result.signals.to_dict()
+        record["perclos"] = None if result.perclos is None else round(result.perclos, 4)
+        record["events"] = [e.to_dict() for e in result.events]
+        if args.json:
+            _emit(record)
+        else:
+            s = result.signals
+            sys.stdout.write(
+                f"{s.frame:6d} t={s.t:7.3f} face={int(s.face_present)} "
+                f"closure={_fmt(s.closure)} yaw={_fmt(s.yaw)} pitch={_fmt(s.pitch)} "
+                f"off_road={s.gaze_off_road} events={[e.kind for e in result.events]}\n"
+            )
+    return 0
+
+
+def cmd_blinks(args: argparse.Namespace) -> int:
+    from workers.perception import blink_report
+
+    report = blink_report(args.video, engine=args.engine).to_dict()
+    if args.json:
+        _emit(report)
+    else:
+        sys.stdout.write(
+            f"{report['frames']} frames at {report['fps']} fps, {report['blink_count']} blinks "
+            f"({report['blinks_per_min']}/min), {len(report['long_closures'])} long closures, "
+            f"PERCLOS {report['perclos']}\n"
+        )
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from training.simulator import simulate_set
+
+    paths = simulate_set(
+        Path(args.out), args.drivers, args.seconds, args.seed, args.profile, fps=args.fps
+    )
+    log.info("wrote %d drivers to %s", len(paths), args.out)
+    return 0
+
+
+def cmd_eval_perception(args: argparse.Namespace) -> int:
+    from training.eval_perception import evaluate_simulation
+
+    report = evaluate_simulation(Path(args.sim), engine=args.engine)
+    if args.json:
+        _emit(report)
+    else:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    return 0 if report["passed"] else 3
+
+
+def cmd_bench_perception(args: argparse.Namespace) -> int:
+    from workers.bench import bench_perception
+
+    result = bench_perception(frames=args.frames, engine=args.engine, cores=args.cores)
+    if args.json:
+        _emit(result)
+    else:
+        sys.stdout.write(
+            f"{result['engine']}: {result['fps']:.1f} frames/s on {result['cores']} core(s) at "
+            f"{result['width']}x{result['height']} (p50 {result['ms_p50']:.2f} ms, "
+            f"p99 {result['ms_p99']:.2f} ms per frame, face in {result['face_rate']:.0%})\n"
+        )
+    return 0
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigil", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
+            parent: Any = sub) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help_, description=help_)
+        p.set_defaults(fn=fn)
+        return p
+
+    add("provision", cmd_provision, "check and cache the face landmarker bundle")
+
+    p = add("analyze", cmd_analyze, "per-frame driver signals of a video (JSON Lines with --json)")
+    p.add_argument("video")
+    p.add_argument("--engine", help="face engine: mediapipe (default), insightface, opencv")
+    p.add_argument("--json", action="store_true")
+
+    p = add("blinks", cmd_blinks, "blink events, long closures and PERCLOS of a video")
+    p.add_argument("video")
+    p.add_argument("--engine")
+    p.add_argument("--json", action="store_true")
+
+    p = add("simulate", cmd_simulate, "render labelled driver videos onto real faces")
+    p.add_argument("--out", required=True)
+    p.add_argument("--drivers", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", default="mixed", help="alert, drowsy, distracted or mixed")
+    p.add_argument("--fps", type=float, default=30.0)
+
+    ev = add("eval", lambda a: 2, "evaluate a subsystem")
+    ev_sub = ev.add_subparsers(dest="target", required=True)
+    p = add("perception", cmd_eval_perception, "blink F1, long-closure and PERCLOS error on a "
+            "simulator set", parent=ev_sub)
+    p.add_argument("--sim", required=True, help="directory written by `vigil simulate`")
+    p.add_argument("--engine")
+    p.add_argument("--json", action="store_true")
+
+    bench = add("bench", lambda a: 2, "measure speed")
+    bench_sub = bench.add_subparsers(dest="target", required=True)
+    p = add("perception", cmd_bench_perception, "frames/s of face engine + signals at 640x360",
+            parent=bench_sub)
+    p.add_argument("--frames", type=int, default=900)
+    p.add_argument("--engine")
+    p.add_argument("--cores", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.fn(args)
+        return code
+    except VigilError as exc:
+        sys.stderr.write(f"vigil: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"vigil: internal error: {type(exc).__name__}: {exc} (--debug shows "
+                         "the traceback)\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The per-driver perception pipeline, and its use on video files.
+
+:class:`DriverPerception` holds everything one driver's stream needs between frames (face
+backend, tracker, signal calibration, blink detector) and processes one frame at a time, so the
+stream workers use it unchanged; :func:`analyze_video` and :func:`blink_report` run it over
+files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workers.face import DriverFaceTracker, FaceBackend, create_backend
+from workers.settings import PerceptionSettings
+from workers.signals import BlinkConfig, BlinkDetector, EyeEvent, FrameSignals, SignalExtractor
+from workers.signals.frame import SignalConfig
+from workers.video import VideoReader, prepare_frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FrameResult:
+    """What one frame yields: its signals and the eye events that finished on it."""
+
+    signals: FrameSignals
+    events: list[EyeEvent] = field(default_factory=list)
+    perclos: float | None = None
+    closed_for_s: float = 0.0
+
+
+class DriverPerception:
+    """One driver's stream: frames in capture order -> signals and eye events."""
+
+    def __init__(
+        self,
+        backend: FaceBackend,
+        fps: float = 30.0,
+        signal_config: SignalConfig | None = None,
+        blink_config: BlinkConfig | None = None,
+        max_side: int = 1920,
+    ) -> None:
+        self.backend = backend
+        self.tracker = DriverFaceTracker()
+        self.signals = SignalExtractor(fps, signal_config)
+        self.blinks = BlinkDetector(blink_config)
+        self.max_side = max_side
+        self.frames = 0
+
+    def process(
+        self, image: np.ndarray, timestamp_ms: int, frame: int | None = None
+    ) -> FrameResult:
+        """image: any frame :func:`prepare_frame` accepts (raises InputError if unusable)."""
+        prepared, scale = prepare_frame(image, self.max_side)
+        return self.process_prepared(prepared, timestamp_ms, scale, frame)
+
+    def process_prepared(
+        self, image: np.ndarray, timestamp_ms: int, scale: float = 1.0, frame: int | None = None
+    ) -> FrameResult:
+        """image: (H, W, 3) uint8 BGR already through :func:`prepare_frame`."""
+        index = self.frames if frame is None else frame
+        self.frames += 1
+        t = timestamp_ms / 1000.0
+        tracked = self.tracker.update(self.backend.detect(image, timestamp_ms), image.shape)
+        signals = self.signals.update(
+            index, t, tracked.driver, image.shape, faces=len(tracked.faces), scale=scale
+        )
+        events = self.blinks.update(index, t, signals.closure)
+        return FrameResult(signals, events, self.blinks.perclos, self.blinks.closed_for(t))
+
+    def finish(self) -> list[EyeEvent]:
+        return self.blinks.flush()
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def open_perception(
+    settings: PerceptionSettings, fps: float, engine: str | None = None
+) -> DriverPerception:
+    backend = create_backend(engine or settings.engine, settings=settings)
+    return DriverPerception(backend, fps=fps, max_side=settings.max_frame_side)
+
+
+def analyze_video(
+    path: str | Path, settings: PerceptionSettings | None = None, engine: str | None = None
+) -> Iterator[FrameResult]:
+    """Per-frame results of a video file, streamed. Raises InputError for unusable files
+    (possibly after yielding the frames before a truncation)."""
+    settings = settings or PerceptionSettings()
+    with VideoReader(path, settings.max_frame_side, settings.max_file_bytes) as video:
+        perception = open_perception(settings, video.fps, engine)
+        try:
+            for frame in video:
+                yield perception.process_prepared(
+                    frame.image, frame.timestamp_ms, frame.scale, frame.index
+                )
+            perception.finish()
+        finally:
+            perception.close()
+
+
+@dataclass
+class BlinkReport:
+    """Eye events and PERCLOS of a whole video."""
+
+    fps: float
+    frames: int
+    frames_with_face: int
+    frames_measured: int
+    perclos: float | None
+    blinks: list[EyeEvent]
+    long_closures: list[EyeEvent]
+
+    def to_dict(self) -> dict[str, Any]:
+        minutes = self.frames / self.fps / 60.0 if self.fps else 0.0
+        return {
+            "fps": round(self.fps, 3),
+            "frames": self.frames,
+            "frames_with_face": self.frames_with_face,
+            "frames_measured": self.frames_measured,
+            "perclos": None if self.perclos is None else round(self.perclos, 4),
+            "blink_count": len(self.blinks),
+            "blinks_per_min": round(len(self.blinks) / minutes, 2) if minutes else None,
+            "blinks": [e.to_dict() for e in self.blinks],
+            "long_closures": [e.to_dict() for e in self.long_closures],
+        }
+
+
+def blink_report(
+    path: str | Path, settings: PerceptionSettings | None = None, engine: str | None = None
+) -> BlinkReport:
+    """Runs :func:`analyze_video` and summarises the eye events; PERCLOS over the whole video
+    (share of measured frames with eyes >= 80 % closed)."""
+    settings = settings or PerceptionSettings()
+    closed_level = BlinkConfig().closed
+    frames = with_face = measured = closed = 0
+    events: list[EyeEvent] = []
+    fps = 30.0
+    with VideoReader(path, settings.max_frame_side, settings.max_file_bytes) as video:
+        fps = video.fps
+        perception = open_perception(settings, fps, engine)
+        try:
+            for frame in video:
+                result = perception.process_prepared(
+                    frame.image, frame.timestamp_ms, frame.scale, frame.index
+                )
+                frames += 1
+                with_face += result.signals.face_present
+                if result.signals.closure is not None:
+                    measured += 1
+                    closed += result.signals.closure >= closed_level
+                events.extend(result.events)
+            events.extend(perception.finish())
+        finally:
+            perception.close()
+    return BlinkReport(
+        fps=fps,
+        frames=frames,
+        frames_with_face=with_face,
+        frames_measured=measured,
+        perclos=closed / measured if measured else None,
+        blinks=[e for e in events if e.kind == "blink"],
+        long_closures=[e for e in events if e.kind != "blink"],
+    )
