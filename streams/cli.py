@@ -19,9 +19,9 @@ from streams.errors import VigilError
 
 log = logging.getLogger("vigil")
 
-# MediaPipe's C++ logging writes to stderr before Python can configure it; keep it to errors.
-os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# FFmpeg (inside OpenCV) logs every unreadable file on stderr itself; our one-line errors
+# say it better, and stderr stays readable.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 def _emit(obj: Any) -> None:

@@ -139,10 +139,13 @@ class DriverFaceTracker:
 
     The driver is the face maximising size x centrality x persistence; the current driver
     keeps the role unless another face scores ``switch_ratio`` times higher, so a passenger
-    leaning in for a frame does not take over.
+    leaning in for a frame does not take over. A new track must be seen in ``min_hits``
+    consecutive frames before it can be the driver: detectors fire for single frames on
+    face-like patterns (posters, cartoons), and those must not read as a present driver.
     """
 
     min_iou: float = 0.3
+    min_hits: int = 3
     max_missed: int = 15
     persistence_frames: int = 30
     switch_ratio: float = 1.5
@@ -205,7 +208,9 @@ class DriverFaceTracker:
             )
             return float(size * centrality * persistence)
 
-        scores = {i: score(i) for i in range(len(faces))}
+        scores = {i: score(i) for i in range(len(faces)) if assigned[i].age >= self.min_hits}
+        if not scores:
+            return None
         best = max(scores, key=lambda i: scores[i])
         current = next((i for i, f in enumerate(faces) if f.track_id == self._driver_id), None)
         if current is not None and scores[best] < self.switch_ratio * scores[current]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +47,8 @@ class MediaPipeBackend:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        self._landmarker: Any = vision.FaceLandmarker.create_from_options(options)
+        with _native_stderr_silenced():
+            self._landmarker: Any = vision.FaceLandmarker.create_from_options(options)
         self._last_ts = -1
 
     def detect(self, frame_bgr: np.ndarray, timestamp_ms: int) -> list[FaceDetection]:
@@ -74,6 +79,27 @@ class MediaPipeBackend:
         if self._landmarker is not None:
             self._landmarker.close()
             self._landmarker = None
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """MediaPipe's C++ graph setup writes a dozen informational lines straight to file
+    descriptor 2, past Python logging; hide them while the graph starts. Failures still raise."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _to_detection(

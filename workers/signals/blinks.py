@@ -116,14 +116,14 @@ class BlinkDetector:
     def update(self, frame: int, t: float, closure: float | None) -> list[EyeEvent]:
         cfg = self.config
         finished: list[EyeEvent] = []
-        if self._last is not None:
-            gap = t - self._last.t
-            if gap > 0:
-                self._dt.append(gap)
-            if gap > cfg.max_gap_s + self.frame_interval:
-                self._event, self._pre = None, []
+        gap = t - self._last.t if self._last is not None else 0.0
+        if gap > cfg.max_gap_s + self.frame_interval:
+            # Too long unmeasured to tell what the lids did: drop the event in progress.
+            self._event, self._pre = None, []
         if closure is None:
             return finished
+        if 0 < gap <= cfg.max_gap_s:
+            self._dt.append(gap)
         sample = _Sample(frame, t, float(closure))
         self._update_perclos(t, sample.closure >= cfg.closed)
         if self._event is None:

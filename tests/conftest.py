@@ -1,0 +1,17 @@
+"""Fixtures shared by every test area: the real data beside the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+VIDEO_DIR = SHARED / "data" / "video"
+
+
+@pytest.fixture(scope="session")
+def video_dir() -> Path:
+    if not VIDEO_DIR.is_dir():
+        pytest.fail(f"real test data missing: {VIDEO_DIR} (CI checks out ../shared beside the repo)")
+    return VIDEO_DIR
