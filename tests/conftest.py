@@ -13,5 +13,5 @@ VIDEO_DIR = SHARED / "data" / "video"
 @pytest.fixture(scope="session")
 def video_dir() -> Path:
     if not VIDEO_DIR.is_dir():
-        pytest.fail(f"real test data missing: {VIDEO_DIR} (CI checks out ../shared beside the repo)")
+        pytest.fail(f"real test data missing: {VIDEO_DIR} (../shared must sit beside the repo)")
     return VIDEO_DIR

@@ -100,7 +100,8 @@ def test_odd_sized_video_is_processed(tmp_path: Path, astronaut: np.ndarray) -> 
 def test_grayscale_and_bgra_frames_are_accepted(perception, astronaut: np.ndarray) -> None:
     grey = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
     bgra = cv2.cvtColor(astronaut, cv2.COLOR_BGR2BGRA)
-    results = [perception.process(f, i * 33) for i, f in enumerate([grey, grey[..., None], bgra] * 2)]
+    frames = [grey, grey[..., None], bgra] * 2
+    results = [perception.process(f, i * 33) for i, f in enumerate(frames)]
     assert results[-1].signals.face_present
 
 
