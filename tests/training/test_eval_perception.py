@@ -35,3 +35,37 @@ def test_truth_files_are_checked(tmp_path: Path) -> None:
         load_truth(bad)
     with pytest.raises(InputError, match="no simulator truth files"):
         evaluate_simulation(tmp_path / "nothing-here")
+
+
+@pytest.fixture(scope="module")
+def drowsy_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.simulator import simulate_set
+
+    out = tmp_path_factory.mktemp("sim")
+    simulate_set(out, drivers=2, seconds=25, seed=11, profile="drowsy")
+    return out
+
+
+def test_perception_meets_targets_on_simulated_drowsy_drivers(drowsy_set: Path) -> None:
+    report = evaluate_simulation(drowsy_set)
+    summary = report["summary"]
+    assert summary["long_closures_true"] >= 2
+    assert summary["long_closures_matched"] == summary["long_closures_true"]
+    assert summary["blink_f1"] >= 0.95
+    assert summary["long_closure_median_abs_error_ms"] <= 100
+    assert summary["perclos_abs_error_max"] <= 0.03
+    assert summary["face_present_agreement_min"] >= 0.97
+    assert report["passed"]
+
+
+def test_eval_cli_reports_and_exit_code(drowsy_set: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "eval", "perception", "--sim", str(drowsy_set),
+         "--json"], capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert len(report["drivers"]) == 2 and report["passed"]
