@@ -64,13 +64,14 @@ def mouth_aspect_ratio(points: np.ndarray) -> float:
 
 
 def euler_from_rotation(rot: np.ndarray) -> tuple[float, float, float]:
-    """rot: (3, 3) face-to-camera rotation (face axes x right, y up, z out of the face).
+    """rot: (3, 3) face-to-camera rotation; face axes x right, y up, z out of the face; camera
+    axes as OpenGL (and MediaPipe's face transform): x right, y up, z towards the viewer.
 
     Returns (yaw, pitch, roll) in degrees: yaw > 0 turns towards the image's right, pitch > 0
     looks up, roll > 0 tilts the head clockwise in the image.
     """
     yaw = math.degrees(math.atan2(rot[0, 2], rot[2, 2]))
-    pitch = math.degrees(math.asin(max(-1.0, min(1.0, -rot[1, 2]))))
+    pitch = math.degrees(math.asin(max(-1.0, min(1.0, rot[1, 2]))))
     roll = math.degrees(math.atan2(-rot[1, 0], rot[1, 1]))
     return yaw, pitch, roll
 
@@ -90,6 +91,7 @@ def head_pose(face: FaceDetection, frame_shape: tuple[int, ...]) -> tuple[float,
     if not ok:
         return 0.0, 0.0, 0.0
     rot, _ = cv2.Rodrigues(rvec)
+    # OpenCV camera axes (y down, z forward) -> OpenGL ones, as the face transform uses.
     flip = np.diag([1.0, -1.0, -1.0])
     return euler_from_rotation(flip @ rot @ flip)
 
