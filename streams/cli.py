@@ -88,8 +88,26 @@ def cmd_eval_perception(args: argparse.Namespace) -> int:
     report = evaluate_simulation(Path(args.sim), engine=args.engine)
     if args.json:
         _emit(report)
-    else:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return 0 if report["passed"] else 3
+    out = sys.stdout
+    out.write(f"{'driver':<11}{'face':<19}{'blinks':>7}{'F1':>7}{'long':>6}"
+              f"{'err ms':>14}{'PERCLOS':>9}{'measured':>10}\n")
+    for d in report["drivers"]:
+        b, lc, pc = d["blinks"], d["long_closures"], d["perclos"]
+        errors = ",".join(f"{e:.0f}" for e in lc["abs_errors_ms"]) or "-"
+        out.write(f"{d['driver_id']:<11}{d['source_face'] or '?':<19}{b['true']:>7}"
+                  f"{b['f1']:>7.3f}{lc['true']:>6}{errors:>14}{pc['true']:>9.3f}"
+                  f"{pc['measured']:>10.3f}\n")
+    s = report["summary"]
+    lc_err = s["long_closure_median_abs_error_ms"]
+    out.write(
+        f"blink F1 {s['blink_f1']:.3f} (P {s['blink_precision']:.3f}, R {s['blink_recall']:.3f}); "
+        f"long closures {s['long_closures_matched']}/{s['long_closures_true']} matched, median "
+        f"error {'-' if lc_err is None else f'{lc_err:.0f}'} ms; PERCLOS error max "
+        f"{s['perclos_abs_error_max']:.3f}\n"
+    )
+    for name, ok in report["checks"].items():
+        out.write(f"  {'PASS' if ok else 'FAIL'} {name} (target {report['targets'][name]})\n")
     return 0 if report["passed"] else 3
 
 

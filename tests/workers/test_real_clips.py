@@ -72,3 +72,9 @@ def test_blink_report_on_real_clip(video_dir: Path) -> None:
     assert report["frames_with_face"] >= 68
     assert report["long_closures"] == []
     assert report["perclos"] is not None and report["perclos"] < 0.1
+
+
+def test_a_still_photo_shows_its_face(video_dir: Path) -> None:
+    (only,) = list(analyze_video(video_dir / "single_face.jpg"))
+    assert only.signals.face_present
+    assert only.signals.yaw is not None

@@ -112,6 +112,7 @@ def _load_builtin_backends() -> None:
 class _Track:
     track_id: int
     box: np.ndarray
+    born_early: bool = False
     age: int = 1
     missed: int = 0
 
@@ -140,8 +141,10 @@ class DriverFaceTracker:
     The driver is the face maximising size x centrality x persistence; the current driver
     keeps the role unless another face scores ``switch_ratio`` times higher, so a passenger
     leaning in for a frame does not take over. A new track must be seen in ``min_hits``
-    consecutive frames before it can be the driver: detectors fire for single frames on
-    face-like patterns (posters, cartoons), and those must not read as a present driver.
+    frames before it can be the driver: detectors fire for single frames on face-like
+    patterns (posters, cartoons), and those must not read as a present driver. Tracks born in
+    the stream's first ``min_hits`` frames are exempt (nothing earlier contradicts them, and a
+    single still image must still show its face).
     """
 
     min_iou: float = 0.3
@@ -152,6 +155,7 @@ class DriverFaceTracker:
     _tracks: list[_Track] = field(default_factory=list)
     _next_id: int = 0
     _driver_id: int | None = None
+    _frames: int = 0
 
     def update(self, faces: list[FaceDetection], frame_shape: tuple[int, ...]) -> TrackedFrame:
         unmatched = list(range(len(faces)))
@@ -180,10 +184,11 @@ class DriverFaceTracker:
                 track.missed += 1
         self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
         for i in unmatched:
-            track = _Track(self._next_id, faces[i].box)
+            track = _Track(self._next_id, faces[i].box, born_early=self._frames < self.min_hits)
             self._next_id += 1
             self._tracks.append(track)
             assigned[i] = track
+        self._frames += 1
         tracked = [replace(f, track_id=assigned[i].track_id) for i, f in enumerate(faces)]
         return TrackedFrame(tracked, self._pick_driver(tracked, assigned, frame_shape))
 
@@ -208,7 +213,11 @@ class DriverFaceTracker:
             )
             return float(size * centrality * persistence)
 
-        scores = {i: score(i) for i in range(len(faces)) if assigned[i].age >= self.min_hits}
+        scores = {
+            i: score(i)
+            for i in range(len(faces))
+            if assigned[i].age >= self.min_hits or assigned[i].born_early
+        }
         if not scores:
             return None
         best = max(scores, key=lambda i: scores[i])
