@@ -39,9 +39,9 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from workers.perception import analyze_video
+    from workers.perception import VideoAnalysis
 
-    for result in analyze_video(args.video, engine=args.engine):
+    for result in VideoAnalysis(args.video, engine=args.engine):
         record = result.signals.to_dict()
         record["perclos"] = None if result.perclos is None else round(result.perclos, 4)
         record["events"] = [e.to_dict() for e in result.events]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from streams.errors import InputError
-from workers.perception import analyze_video
+from workers.perception import VideoAnalysis
 from workers.settings import PerceptionSettings
 from workers.signals import BlinkConfig, EyeEvent
 
@@ -83,14 +83,15 @@ def evaluate_driver(
     measured = np.zeros(n, dtype=bool)
     closure = np.zeros(n)
     events: list[EyeEvent] = []
-    for result in analyze_video(video, settings, engine):
+    analysis = VideoAnalysis(video, settings, engine)
+    for result in analysis:
         s = result.signals
-        if s.frame >= n:
-            break
-        present[s.frame] = s.face_present
-        if s.closure is not None:
-            measured[s.frame], closure[s.frame] = True, s.closure
+        if s.frame < n:
+            present[s.frame] = s.face_present
+            if s.closure is not None:
+                measured[s.frame], closure[s.frame] = True, s.closure
         events.extend(result.events)
+    events.extend(analysis.trailing_events)
 
     true_blinks = [(b["start_frame"], b["end_frame"]) for b in truth["blinks"]]
     found_blinks = [(e.start_frame, e.end_frame) for e in events if e.kind == "blink"]

@@ -2,7 +2,7 @@
 
 :class:`DriverPerception` holds everything one driver's stream needs between frames (face
 backend, tracker, signal calibration, blink detector) and processes one frame at a time, so the
-stream workers use it unchanged; :func:`analyze_video` and :func:`blink_report` run it over
+stream workers use it unchanged; :class:`VideoAnalysis` and :func:`blink_report` run it over
 files.
 """
 
@@ -88,22 +88,37 @@ def open_perception(
     return DriverPerception(backend, fps=fps, max_side=settings.max_frame_side)
 
 
-def analyze_video(
-    path: str | Path, settings: PerceptionSettings | None = None, engine: str | None = None
-) -> Iterator[FrameResult]:
-    """Per-frame results of a video file, streamed. Raises InputError for unusable files
-    (possibly after yielding the frames before a truncation)."""
-    settings = settings or PerceptionSettings()
-    with VideoReader(path, settings.max_frame_side, settings.max_file_bytes) as video:
-        perception = open_perception(settings, video.fps, engine)
+class VideoAnalysis:
+    """Per-frame results of a video file, streamed by iterating.
+
+    Opening checks the file (InputError for unusable ones); iterating may raise InputError
+    after the frames before a truncation. Eye events are reported on the frame they finish;
+    after iteration, ``trailing_events`` holds those still open when the video ended.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        settings: PerceptionSettings | None = None,
+        engine: str | None = None,
+    ) -> None:
+        self.settings = settings or PerceptionSettings()
+        self.engine = engine
+        self.video = VideoReader(path, self.settings.max_frame_side, self.settings.max_file_bytes)
+        self.fps = self.video.fps
+        self.trailing_events: list[EyeEvent] = []
+
+    def __iter__(self) -> Iterator[FrameResult]:
+        perception = open_perception(self.settings, self.fps, self.engine)
         try:
-            for frame in video:
+            for frame in self.video:
                 yield perception.process_prepared(
                     frame.image, frame.timestamp_ms, frame.scale, frame.index
                 )
-            perception.finish()
+            self.trailing_events = perception.finish()
         finally:
             perception.close()
+            self.video.close()
 
 
 @dataclass
@@ -136,32 +151,22 @@ class BlinkReport:
 def blink_report(
     path: str | Path, settings: PerceptionSettings | None = None, engine: str | None = None
 ) -> BlinkReport:
-    """Runs :func:`analyze_video` and summarises the eye events; PERCLOS over the whole video
-    (share of measured frames with eyes >= 80 % closed)."""
-    settings = settings or PerceptionSettings()
+    """Eye events of a whole video; PERCLOS over the whole video (share of measured frames
+    with eyes >= 80 % closed)."""
     closed_level = BlinkConfig().closed
     frames = with_face = measured = closed = 0
     events: list[EyeEvent] = []
-    fps = 30.0
-    with VideoReader(path, settings.max_frame_side, settings.max_file_bytes) as video:
-        fps = video.fps
-        perception = open_perception(settings, fps, engine)
-        try:
-            for frame in video:
-                result = perception.process_prepared(
-                    frame.image, frame.timestamp_ms, frame.scale, frame.index
-                )
-                frames += 1
-                with_face += result.signals.face_present
-                if result.signals.closure is not None:
-                    measured += 1
-                    closed += result.signals.closure >= closed_level
-                events.extend(result.events)
-            events.extend(perception.finish())
-        finally:
-            perception.close()
+    analysis = VideoAnalysis(path, settings, engine)
+    for result in analysis:
+        frames += 1
+        with_face += result.signals.face_present
+        if result.signals.closure is not None:
+            measured += 1
+            closed += result.signals.closure >= closed_level
+        events.extend(result.events)
+    events.extend(analysis.trailing_events)
     return BlinkReport(
-        fps=fps,
+        fps=analysis.fps,
         frames=frames,
         frames_with_face=with_face,
         frames_measured=measured,

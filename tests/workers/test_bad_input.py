@@ -11,7 +11,7 @@ from skimage import data
 
 from streams.errors import InputError
 from workers.face import create_backend
-from workers.perception import DriverPerception, analyze_video
+from workers.perception import DriverPerception, VideoAnalysis
 from workers.settings import PerceptionSettings
 from workers.video import prepare_frame
 
@@ -38,7 +38,7 @@ def perception():
 
 
 def consume(path: Path, **settings: int) -> None:
-    for _ in analyze_video(path, PerceptionSettings(**settings)):
+    for _ in VideoAnalysis(path, PerceptionSettings(**settings)):
         pass
 
 
@@ -92,7 +92,7 @@ def test_tiny_frames_are_refused(tmp_path: Path) -> None:
 def test_odd_sized_video_is_processed(tmp_path: Path, astronaut: np.ndarray) -> None:
     frame = cv2.resize(astronaut, (333, 251))
     path = write_video(tmp_path / "odd.avi", [frame] * 8)
-    results = list(analyze_video(path))
+    results = list(VideoAnalysis(path))
     assert len(results) == 8
     assert results[-1].signals.face_present
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workers.perception import analyze_video, blink_report
+from workers.perception import VideoAnalysis, blink_report
 
 
 def presence(path: Path) -> np.ndarray:
-    return np.array([r.signals.face_present for r in analyze_video(path)])
+    return np.array([r.signals.face_present for r in VideoAnalysis(path)])
 
 
 def switches(flags: np.ndarray) -> list[int]:
@@ -55,7 +55,7 @@ def test_face_present_flag_switches_within_five_frames(
 
 
 def test_real_clip_signals_are_plausible(video_dir: Path) -> None:
-    results = list(analyze_video(video_dir / "single_face.mp4"))
+    results = list(VideoAnalysis(video_dir / "single_face.mp4"))
     measured = [r.signals for r in results if r.signals.closure is not None]
     assert len(measured) > 30
     # A person looking at the camera with open eyes: small closure, near-frontal head.
@@ -75,6 +75,6 @@ def test_blink_report_on_real_clip(video_dir: Path) -> None:
 
 
 def test_a_still_photo_shows_its_face(video_dir: Path) -> None:
-    (only,) = list(analyze_video(video_dir / "single_face.jpg"))
+    (only,) = list(VideoAnalysis(video_dir / "single_face.jpg"))
     assert only.signals.face_present
     assert only.signals.yaw is not None
