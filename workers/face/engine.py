@@ -31,9 +31,9 @@ class FaceDetection:
     box: (4,) x0, y0, x1, y1.
     landmarks5: (5, 2) eye, eye, nose tip, mouth corner, mouth corner, image order.
     eye_centres: (2, 2) image order.
-    ear_points: (2, 6, 2) per eye the six eye-aspect-ratio points p1..p6 (outer/inner corner,
-        two upper-lid points, the other corner, two lower-lid points), image order; None when
-        the backend has no eyelid landmarks.
+    ear_points: (2, 6, 2) per eye the six eye-aspect-ratio points p1..p6: p1 the corner on
+        the image's left, p2 and p3 upper-lid points, p4 the other corner, p5 and p6 lower-lid
+        points (p6 below p2); eyes in image order; None without eyelid landmarks.
     mouth_points: (4, 2) inner upper lip, inner lower lip, left and right inner mouth corner.
     dense_landmarks: (N, 3) x, y, z (z in pixel scale, towards the camera negative) or None.
     blendshapes: ARKit-style blendshape scores in [0, 1] or None.
