@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from streams.errors import ConfigurationError
+from training.simulator.render import person_mask
 
 log = logging.getLogger(__name__)
 
@@ -283,17 +284,7 @@ def _isolate(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     frame: (H, W, 3) uint8; landmarks: (478, >=2). Returns a new frame.
     """
     h, w = frame.shape[:2]
-    xy = landmarks[:, :2]
-    (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
-    fw, fh = float(x1 - x0), float(y1 - y0)
-    cx, cy = float(x0 + x1) / 2, float(y0 + y1) / 2
-    mask = np.zeros((h, w), np.float32)
-    cv2.ellipse(mask, (round(cx), round(cy - 0.12 * fh)), (round(0.8 * fw), round(0.78 * fh)),
-                0, 0, 360, 1.0, -1)
-    shoulders = np.array([[cx - 0.4 * fw, y1 - 0.1 * fh], [cx + 0.4 * fw, y1 - 0.1 * fh],
-                          [cx + 1.3 * fw, h], [cx - 1.3 * fw, h]], np.int32)
-    cv2.fillConvexPoly(mask, shoulders, 1.0)
-    alpha = cv2.GaussianBlur(mask, (0, 0), sigmaX=0.08 * fw)[..., None]
+    alpha = person_mask(landmarks, (w, h), feather=0.08)[..., None]
     background = cv2.GaussianBlur(frame, (0, 0), sigmaX=0.05 * w).astype(np.float32) * 0.85
     out = alpha * frame.astype(np.float32) + (1 - alpha) * background
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)

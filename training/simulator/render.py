@@ -428,10 +428,13 @@ class PoseWarp:
         return np.stack([xo, yo], axis=1)
 
 
-def person_mask(landmarks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def person_mask(
+    landmarks: np.ndarray, size: tuple[int, int], feather: float = 0.05
+) -> np.ndarray:
     """(H, W) float32 soft mask of the driver's head (hair included) and upper body.
 
-    landmarks: (478, >=2) of the face; size: (width, height).
+    landmarks: (478, >=2) of the face; size: (width, height); feather: edge blur as a share
+    of the face width.
     """
     w, h = size
     xy = landmarks[:, :2]
@@ -445,7 +448,7 @@ def person_mask(landmarks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     body = np.array([[cx - 0.5 * fw, y1 - 0.1 * fh], [cx + 0.5 * fw, y1 - 0.1 * fh],
                      [cx + 1.35 * fw, h], [cx - 1.35 * fw, h]], np.int32)
     cv2.fillConvexPoly(mask, body, 1.0)
-    return cv2.GaussianBlur(mask, (0, 0), sigmaX=0.05 * fw)
+    return cv2.GaussianBlur(mask, (0, 0), sigmaX=feather * fw)
 
 
 def empty_seat(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
