@@ -1,0 +1,30 @@
+"""Every Kafka topic Vigil uses: one module, no topic-name strings elsewhere.
+
+All topics are keyed by driver id, so one driver's messages stay ordered on one partition and
+per-driver state lives with one worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_ms: int
+    description: str
+
+
+HOUR_MS = 3_600_000
+
+FRAMES = TopicSpec("vigil.frames.v1", 8, 1 * HOUR_MS, "camera frame batches (binary envelope)")
+OBSERVATIONS = TopicSpec("vigil.observations.v1", 8, 24 * HOUR_MS, "per-frame driver signals")
+WINDOW_METRICS = TopicSpec("vigil.window-metrics.v1", 8, 7 * 24 * HOUR_MS, "per-driver windows")
+ALERTS = TopicSpec("vigil.alerts.v1", 8, 30 * 24 * HOUR_MS, "driver-state alerts")
+DEAD_LETTERS = TopicSpec(
+    "vigil.dead-letters.v1", 1, 30 * 24 * HOUR_MS, "messages set aside, with the reason"
+)
+
+ALL_TOPICS = (FRAMES, OBSERVATIONS, WINDOW_METRICS, ALERTS, DEAD_LETTERS)
