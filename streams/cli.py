@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from streams.errors import VigilError
+from streams.errors import ConfigurationError, VigilError
 
 log = logging.getLogger("vigil")
 
@@ -126,6 +126,72 @@ def cmd_bench_perception(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bootstrap(args: argparse.Namespace) -> str:
+    from streams.settings import StreamSettings
+
+    bootstrap = args.bootstrap or StreamSettings().kafka.bootstrap_servers
+    if not bootstrap:
+        raise ConfigurationError(
+            "no Kafka broker: pass --bootstrap HOST:PORT or set VIGIL_KAFKA__BOOTSTRAP_SERVERS "
+            "(`vigil broker` runs the embedded one)"
+        )
+    return str(bootstrap)
+
+
+def cmd_camera(args: argparse.Namespace) -> int:
+    from streams.camera import CameraAgent, open_source
+    from streams.settings import StreamSettings
+
+    settings = StreamSettings()
+    bootstrap = _bootstrap(args)
+    source, live = open_source(args.source, args.fps, seed=args.seed)
+    agent = CameraAgent(bootstrap, args.driver, args.vehicle, args.fps, args.batch,
+                        settings=settings.camera, compression=settings.kafka.compression)
+    max_frames = round(args.seconds * args.fps) if args.seconds else None
+    log.info("camera %s -> %s as driver %s (vehicle %s), %.1f fps, batches of %d",
+             args.source, bootstrap, args.driver, args.vehicle, args.fps, args.batch)
+    try:
+        stats = agent.run(source, paced=not live, max_frames=max_frames)
+    except KeyboardInterrupt:
+        agent.stop()
+        stats = agent.stats
+    log.info("camera done: %s", stats)
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from streams.broker import EmbeddedBroker
+
+    # Service managers stop with SIGTERM: leave as cleanly as on Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with EmbeddedBroker(port=args.port) as broker:
+        broker.create_topics()
+        sys.stdout.write(f"Kafka (Tansu, in memory) on {broker.bootstrap}; Ctrl-C stops it\n")
+        sys.stdout.flush()
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from streams.store import Store
+
+    with Store.from_settings() as store:
+        if args.action == "migrate":
+            revision = store.migrate()
+            log.info("database %s at revision %s", store.where, revision)
+        else:
+            _emit({"database": store.where, "revision": store.current_revision(),
+                   "rows": store.row_counts()})
+    return 0
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
@@ -161,6 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="mixed", help="alert, drowsy, distracted or mixed")
     p.add_argument("--fps", type=float, default=30.0)
 
+    p = add("camera", cmd_camera, "publish a camera's frames to Kafka as frame batches")
+    p.add_argument("--source", required=True,
+                   help="video FILE, device index, RTSP/HTTP URL, or sim:PROFILE[:SEED]")
+    p.add_argument("--driver", required=True)
+    p.add_argument("--vehicle", required=True)
+    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seconds", type=float, help="stop after this much footage")
+    p.add_argument("--seed", type=int, default=0, help="simulator seed when not in --source")
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: settings)")
+
+    p = add("broker", cmd_broker, "run the embedded Kafka broker (Tansu) in the foreground")
+    p.add_argument("--port", type=int, default=9092)
+
+    p = add("db", cmd_db, "database schema: migrate to the latest, or show status")
+    p.add_argument("action", choices=["migrate", "status"])
+
     ev = add("eval", lambda a: 2, "evaluate a subsystem")
     ev_sub = ev.add_subparsers(dest="target", required=True)
     p = add("perception", cmd_eval_perception, "blink F1, long-closure and PERCLOS error on a "
@@ -187,6 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Alembic and kafka-python narrate every connection and plugin at INFO.
+    for noisy in ("alembic", "kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         code: int = args.fn(args)
         return code

@@ -15,3 +15,13 @@ def video_dir() -> Path:
     if not VIDEO_DIR.is_dir():
         pytest.fail(f"real test data missing: {VIDEO_DIR} (../shared must sit beside the repo)")
     return VIDEO_DIR
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """A real Kafka-compatible broker (Tansu) for the whole test session, topics created."""
+    from streams.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        broker.create_topics()
+        yield broker

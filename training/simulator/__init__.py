@@ -7,7 +7,7 @@ from them. See :mod:`training.simulator.timeline` for the physiology and its sou
 :mod:`training.simulator.render` for how the face is deformed.
 """
 
-from training.simulator.generate import SCHEMA, simulate_set
+from training.simulator.generate import SCHEMA, live_frames, simulate_set
 from training.simulator.timeline import PROFILES
 
-__all__ = ["PROFILES", "SCHEMA", "simulate_set"]
+__all__ = ["PROFILES", "SCHEMA", "live_frames", "simulate_set"]

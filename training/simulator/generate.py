@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -433,3 +434,23 @@ def video_of(truth_path: Path) -> Path:
     record = json.loads(Path(truth_path).read_text())
     return Path(truth_path).parent / str(record["video"])
 
+
+
+def live_frames(profile: str, seconds: float, seed: int, index: int = 0, fps: float = 30.0,
+                size: tuple[int, int] = (640, 360), *,
+                shared_dir: Path | None = None) -> Iterator[np.ndarray]:
+    """Frames of one simulated driver, rendered as they are asked for (a live camera source).
+
+    Same timeline and faces as driver ``index`` of ``simulate_set(..., seed, profile)``.
+    Yields (H, W, 3) uint8 BGR frames.
+    """
+    if profile not in PROFILES:
+        raise ConfigurationError(
+            f"unknown simulator profile {profile!r}; choose one of: {', '.join(PROFILES)}"
+        )
+    faces = _faces((int(size[0]), int(size[1])), shared_dir)
+    timeline_rng, render_rng = driver_rngs(seed, index)
+    tl = make_timeline(profile, seconds, fps, timeline_rng)
+    renderer = DriverRenderer(faces[index % len(faces)], size, render_rng)
+    for k in range(tl.n):
+        yield renderer.frame(tl, k)

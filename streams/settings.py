@@ -1,0 +1,28 @@
+"""Settings of the stream deployables (environment prefix ``VIGIL_``, nesting with ``__``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    """VIGIL_KAFKA__BOOTSTRAP_SERVERS=host:port,host:port (empty: the embedded broker)."""
+
+    bootstrap_servers: str = ""
+    compression: str = "gzip"
+
+
+class CameraSettings(BaseModel):
+    jpeg_quality: int = Field(default=80, ge=30, le=100)
+    # Frames kept while the broker is unreachable; older ones are dropped (and counted).
+    max_buffer_s: float = Field(default=120.0, gt=0)
+    send_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class StreamSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__",
+                                      extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    camera: CameraSettings = Field(default_factory=CameraSettings)

@@ -1,0 +1,38 @@
+"""The Vigil store: SQLite or PostgreSQL through SQLAlchemy 2, schema by Alembic migrations.
+
+store = Store.from_settings()      # VIGIL_DATABASE_URL, default a SQLite file
+store.migrate()                    # alembic upgrade head (a no-op when current)
+store.upsert_window_metrics(windows)
+store.upsert_alert(alert)
+"""
+
+from streams.store.errors import (
+    AlertNotFoundError,
+    DeliveryNotFoundError,
+    StoreError,
+    StoreNotMigratedError,
+    StoreUnavailableError,
+)
+from streams.store.models import AlertFlag, DeliveryStatus
+from streams.store.results import Attempt, Delivery, FlagEntry, FleetEntry, StoredAlert
+from streams.store.settings import DatabaseSettings
+from streams.store.store import Store, alembic_config, head_revision
+
+__all__ = [
+    "AlertFlag",
+    "AlertNotFoundError",
+    "Attempt",
+    "DatabaseSettings",
+    "Delivery",
+    "DeliveryNotFoundError",
+    "DeliveryStatus",
+    "FlagEntry",
+    "FleetEntry",
+    "Store",
+    "StoreError",
+    "StoreNotMigratedError",
+    "StoreUnavailableError",
+    "StoredAlert",
+    "alembic_config",
+    "head_revision",
+]

@@ -1,0 +1,53 @@
+"""Errors of the store. All derive from :class:`streams.errors.VigilError`.
+
+Retry policy for callers:
+
+- :class:`StoreUnavailableError` (``retryable`` is True): the database could not be reached or
+  the connection broke (server down, connection refused, SQLite file locked or unopenable).
+  Nothing was committed by the failed call. Stream sinks should retry with backoff and must
+  not commit their Kafka offsets until the write succeeds; every write is an idempotent
+  upsert, so retrying (or replaying the topic) never duplicates rows.
+- :class:`StoreNotMigratedError`: the schema is missing or outdated; run ``Store.migrate()``.
+- :class:`AlertNotFoundError`, :class:`DeliveryNotFoundError` and invalid arguments
+  (:class:`streams.errors.InputError`): the request itself is wrong; retrying will not help.
+"""
+
+from __future__ import annotations
+
+from streams.errors import ConfigurationError, InputError, VigilError
+
+
+class StoreError(VigilError):
+    """Something went wrong in the store. ``retryable`` says whether trying again may help."""
+
+    retryable: bool = False
+
+
+class StoreUnavailableError(StoreError):
+    """The database is unreachable or the connection failed (an outage); retry later."""
+
+    retryable = True
+
+
+class StoreNotMigratedError(StoreError, ConfigurationError):
+    """The database lacks the Vigil tables or has an older schema: run ``Store.migrate()``."""
+
+
+class AlertNotFoundError(StoreError, InputError):
+    """An operation names an alert id the store does not hold."""
+
+    def __init__(self, alert_id: str) -> None:
+        super().__init__(f"no alert with id {alert_id!r} in the store")
+        self.alert_id = alert_id
+
+
+class DeliveryNotFoundError(StoreError, InputError):
+    """A webhook operation names an (alert, endpoint) pair that was never claimed."""
+
+    def __init__(self, alert_id: str, endpoint: str) -> None:
+        super().__init__(
+            f"no webhook delivery of alert {alert_id!r} to {endpoint!r} "
+            "(claim_delivery must come first)"
+        )
+        self.alert_id = alert_id
+        self.endpoint = endpoint
