@@ -159,6 +159,21 @@ def cmd_camera(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from workers.agent import build_worker_app
+
+    known = frozenset(d for d in (args.drivers or "").split(",") if d) or None
+    app, close = build_worker_app(_bootstrap(args), known_drivers=known)
+    try:
+        faust.Worker(app, loglevel="WARNING" if not args.debug else "DEBUG",
+                     quiet=True).execute_from_commandline()
+    finally:
+        close()
+    return 0
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     import signal
     import time
@@ -237,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, help="stop after this much footage")
     p.add_argument("--seed", type=int, default=0, help="simulator seed when not in --source")
     p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: settings)")
+
+    p = add("worker", cmd_worker, "run the inference worker: frame batches -> observations")
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: settings)")
+    p.add_argument("--drivers", help="comma-separated registered driver ids (default: any)")
 
     p = add("broker", cmd_broker, "run the embedded Kafka broker (Tansu) in the foreground")
     p.add_argument("--port", type=int, default=9092)

@@ -272,8 +272,13 @@ class DeadLetter(Record):
     offset: int
     key: str | None = None
     failed_at: float = Field(default_factory=lambda: datetime.now(UTC).timestamp())
+    payload_size: int | None = Field(default=None, description="bytes of the original value")
+    payload_truncated: bool = Field(
+        default=False, description="the value carried is a prefix; the whole message stays "
+        "at source_topic[partition]@offset for the topic's retention")
 
     HEADER: ClassVar[str] = "vigil-dead-letter"
+    MAX_PAYLOAD: ClassVar[int] = 1024 * 1024
 
     @property
     def where(self) -> str:

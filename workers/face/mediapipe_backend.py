@@ -85,12 +85,9 @@ class MediaPipeBackend:
 def _native_stderr_silenced() -> Iterator[None]:
     """MediaPipe's C++ graph setup writes a dozen informational lines straight to file
     descriptor 2, past Python logging; hide them while the graph starts. Failures still raise."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, ValueError, OSError):
-        yield
-        return
-    sys.stderr.flush()
+    fd = 2  # the native code writes to the descriptor, whatever sys.stderr is now
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
     saved = os.dup(fd)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:

@@ -1,0 +1,124 @@
+"""Accumulators of one tumbling window: running sums only, so snapshots stay small.
+
+Conventions (DESIGN §4):
+- a frame covers the interval since the previous frame (dt, see DriverAggregator), so durations
+  (off_road_s, measured seconds) are sums of frame intervals;
+- eye events (blinks, long closures) count in the window of the observation that reports them,
+  i.e. where they end; a yawn counts in the window of the frame on which it qualifies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from streams.aggregator.config import AggregatorConfig
+from streams.aggregator.fatigue import fatigue_score, kss_from_score
+from streams.schemas import WindowMetrics
+
+_DIGITS = 4
+
+
+@dataclass
+class WindowAccumulator:
+    """Running sums of one window [start, end) of one driver; every field is JSON-safe."""
+
+    start: float
+    end: float
+    frames: int = 0
+    face_frames: int = 0
+    measured_frames: int = 0
+    closed_frames: int = 0
+    measured_s: float = 0.0
+    blink_count: int = 0
+    blink_duration_sum_s: float = 0.0
+    blink_duration_max_s: float | None = None
+    long_closures: int = 0
+    yawns: int = 0
+    off_road_s: float = 0.0
+    au_active: dict[str, int] = field(default_factory=dict)
+    first_t: float | None = None
+    last_t: float | None = None
+
+    def add_frame(
+        self,
+        t: float,
+        dt: float,
+        face: bool,
+        closure: float | None,
+        off_road: bool | None,
+        au: dict[str, float],
+        config: AggregatorConfig,
+    ) -> None:
+        """One frame at capture time t covering dt seconds."""
+        self.frames += 1
+        self.first_t = t if self.first_t is None else self.first_t
+        self.last_t = t
+        if face:
+            self.face_frames += 1
+            for name, score in au.items():
+                self.au_active[name] = self.au_active.get(name, 0) + (score >= config.au_active)
+        if closure is not None:
+            self.measured_frames += 1
+            self.measured_s += dt
+            if closure >= config.closed_level:
+                self.closed_frames += 1
+        if off_road:
+            self.off_road_s += dt
+
+    def add_blink(self, duration_s: float) -> None:
+        self.blink_count += 1
+        self.blink_duration_sum_s += duration_s
+        if self.blink_duration_max_s is None or duration_s > self.blink_duration_max_s:
+            self.blink_duration_max_s = duration_s
+
+    def metrics(self, driver_id: str, vehicle_id: str, config: AggregatorConfig) -> WindowMetrics:
+        """The closed window's statistics. perclos: None without eye measurements; blink rate,
+        fatigue score and KSS: None with less than ``min_measured_s`` of them; blink durations:
+        None without blinks; au_rates: share of face frames with each AU active, for every AU
+        any face frame reported."""
+        perclos = self.closed_frames / self.measured_frames if self.measured_frames else None
+        enough = self.measured_s >= config.min_measured_s
+        rate = self.blink_count * 60.0 / self.measured_s if enough else None
+        mean = self.blink_duration_sum_s / self.blink_count if self.blink_count else None
+        score = kss = None
+        if enough and perclos is not None:
+            score = round(
+                fatigue_score(perclos, mean, self.long_closures, self.yawns, config), _DIGITS
+            )
+            kss = kss_from_score(score)
+        au_rates = (
+            {name: _r(n / self.face_frames) for name, n in sorted(self.au_active.items())}
+            if self.face_frames
+            else {}
+        )
+        return WindowMetrics(
+            driver_id=driver_id,
+            vehicle_id=vehicle_id,
+            window_start=self.start,
+            window_end=self.end,
+            frames=self.frames,
+            face_frames=self.face_frames,
+            perclos=_r(perclos),
+            blink_count=self.blink_count,
+            blink_rate_per_min=_r(rate),
+            blink_duration_mean_s=_r(mean),
+            blink_duration_max_s=_r(self.blink_duration_max_s),
+            long_closures=self.long_closures,
+            yawns=self.yawns,
+            off_road_s=round(self.off_road_s, _DIGITS),
+            au_rates=au_rates,
+            fatigue_score=score,
+            kss=kss,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WindowAccumulator:
+        return cls(**{**data, "au_active": dict(data.get("au_active", {}))})
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, _DIGITS)

@@ -1,0 +1,112 @@
+"""`vigil worker` as a real process against the real broker: observations out, every kind of
+bad input set aside on the dead-letter topic, and the stream keeps flowing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+from kafka import KafkaProducer
+from kafka_helpers import read_topic
+from skimage import data
+
+from streams.broker import EmbeddedBroker
+from streams.schemas import DeadLetter, FrameBatchHeader, FrameInfo, encode_frame_batch
+from streams.topics import DEAD_LETTERS, FRAMES, OBSERVATIONS
+
+
+def frame_batch(driver: str, first_seq: int, jpegs: list[bytes]) -> bytes:
+    now = time.time()
+    infos = [FrameInfo(seq=first_seq + i, captured_at=now + i / 10, width=512, height=512,
+                       size=len(j)) for i, j in enumerate(jpegs)]
+    return encode_frame_batch(
+        FrameBatchHeader(driver_id=driver, vehicle_id="van-1", batch_seq=first_seq, fps=10,
+                         sent_at=now, frames=infos), jpegs)
+
+
+@pytest.fixture(scope="module")
+def own_broker():
+    """This module's own broker: the worker reads its topic from the start, and frames other
+    tests published must not reach it."""
+    with EmbeddedBroker() as broker:
+        broker.create_topics()
+        yield broker
+
+
+@pytest.fixture(scope="module")
+def worker(own_broker, tmp_path_factory):
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--bootstrap",
+             own_broker.bootstrap, "--drivers", "ann,bob"],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    yield proc, log
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wait_for_records(bootstrap: str, topic: str, predicate, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    records: list = []
+    while time.monotonic() < deadline:
+        records = read_topic(bootstrap, topic, idle_s=1.0, max_s=10)
+        if predicate(records):
+            return records
+        time.sleep(1)
+    raise AssertionError(f"{topic}: condition not met; {len(records)} records")
+
+
+def test_worker_observes_frames_and_dead_letters_bad_input(own_broker, worker) -> None:
+    proc, log = worker
+    _, buf = cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    face = buf.tobytes()
+    producer = KafkaProducer(bootstrap_servers=own_broker.bootstrap, acks="all",
+                             max_request_size=8 * 1024 * 1024)
+    sends = [
+        (b"ann", frame_batch("ann", 0, [face] * 3)),
+        (b"ann", frame_batch("ann", 3, [face, b"\xff\xd8 broken jpeg", face])),  # corrupt
+        (b"ann", json.dumps({"schema": "vigil.observation.v1"}).encode()),  # wrong schema
+        (b"eve", frame_batch("eve", 0, [face])),  # unknown driver
+        (b"ann", b"VGF1" + b"\x00" * (4 * 1024 * 1024 + 16)),  # oversized
+        (b"ann", frame_batch("ann", 6, [face] * 2)),  # the stream goes on
+    ]
+    for key, value in sends:
+        producer.send(FRAMES.name, key=key, value=value).get(timeout=30)
+    producer.close()
+
+    def ann_seqs(records) -> list[int]:
+        return sorted(json.loads(r.value)["seq"] for r in records if r.key == b"ann")
+
+    observations = wait_for_records(own_broker.bootstrap, OBSERVATIONS.name,
+                                    lambda rs: 7 in ann_seqs(rs))
+    # Good frames of the corrupt batch count; frame 4 does not; nothing is duplicated.
+    assert ann_seqs(observations) == [0, 1, 2, 3, 5, 6, 7]
+    assert all(json.loads(r.value)["face_present"] for r in observations[-2:])
+
+    letters = wait_for_records(own_broker.bootstrap, DEAD_LETTERS.name,
+                               lambda rs: len(rs) >= 4)
+    reasons = {}
+    for r in letters:
+        header = dict(r.headers)[DeadLetter.HEADER]
+        letter = DeadLetter.model_validate_json(header)
+        reasons[letter.reason.value] = (letter, r.value)
+    assert set(reasons) == {"corrupt_frame", "bad_schema", "unknown_driver", "oversized"}
+    assert reasons["unknown_driver"][0].key == "eve"
+    assert reasons["bad_schema"][1] == sends[2][1]  # original payload kept
+    assert reasons["corrupt_frame"][0].source_topic == FRAMES.name
+    oversized, prefix = reasons["oversized"]
+    assert oversized.payload_truncated and oversized.payload_size == len(sends[4][1])
+    assert prefix == sends[4][1][: DeadLetter.MAX_PAYLOAD]
+    assert "Crashed" not in Path(log).read_text()
+    assert proc.poll() is None, Path(log).read_text()[-2000:]

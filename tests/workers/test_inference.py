@@ -1,0 +1,119 @@
+"""The inference processor without Kafka: frames in, observations or dead letters out."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from streams.schemas import (
+    DeadLetterReason,
+    FrameBatchHeader,
+    FrameInfo,
+    Observation,
+    encode_frame_batch,
+)
+from workers.face import create_backend
+from workers.inference import InferenceProcessor, RawMessage
+from workers.perception import DriverPerception
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image)
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.fixture(scope="module")
+def face_jpeg() -> bytes:
+    return jpeg(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+
+
+def batch(driver: str, first_seq: int, images: list[bytes], batch_seq: int = 0) -> bytes:
+    now = time.time()
+    frames = [FrameInfo(seq=first_seq + i, captured_at=now + i / 10, width=512, height=512,
+                        size=len(b)) for i, b in enumerate(images)]
+    header = FrameBatchHeader(driver_id=driver, vehicle_id="van-9", batch_seq=batch_seq,
+                              fps=10, sent_at=now, frames=frames)
+    return encode_frame_batch(header, images)
+
+
+@pytest.fixture
+def processor():
+    p = InferenceProcessor(
+        lambda fps: DriverPerception(create_backend("mediapipe"), fps=fps),
+        known_drivers=frozenset({"ann", "bob"}),
+    )
+    yield p
+    p.close()
+
+
+def msg(value: bytes, key: bytes | None = b"ann", offset: int = 0) -> RawMessage:
+    return RawMessage(key=key, value=value, partition=0, offset=offset)
+
+
+def test_good_batch_gives_one_observation_per_frame(processor, face_jpeg) -> None:
+    result = processor.process(msg(batch("ann", 0, [face_jpeg] * 4)))
+    assert result.dead_letters == []
+    assert [o.seq for o in result.observations] == [0, 1, 2, 3]
+    last = result.observations[-1]
+    assert isinstance(last, Observation) and last.driver_id == "ann"
+    assert last.vehicle_id == "van-9" and last.face_present
+
+
+def test_replayed_frames_are_not_observed_twice(processor, face_jpeg) -> None:
+    value = batch("ann", 0, [face_jpeg] * 3)
+    assert len(processor.process(msg(value)).observations) == 3
+    assert processor.process(msg(value, offset=1)).observations == []
+
+
+def test_corrupt_jpeg_is_dead_lettered_and_good_frames_still_count(processor, face_jpeg) -> None:
+    value = batch("ann", 0, [face_jpeg, b"\xff\xd8 definitely not a jpeg", face_jpeg])
+    result = processor.process(msg(value, offset=7))
+    assert [o.seq for o in result.observations] == [0, 2]
+    (letter, payload), = result.dead_letters
+    assert letter.reason is DeadLetterReason.CORRUPT_FRAME and "[1]" in letter.error
+    assert (letter.partition, letter.offset, letter.key) == (0, 7, "ann")
+    assert payload == value  # the original bytes are kept for inspection
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "reason", "text"),
+    [
+        (b'{"schema": "vigil.observation.v1"}', b"ann", DeadLetterReason.BAD_SCHEMA, "magic"),
+        (b"VGF1\x00\x00\x00\x05{bad}", b"ann", DeadLetterReason.BAD_SCHEMA, "not JSON"),
+        (b"VGF1" + b"\x00" * (5 * 1024 * 1024), b"ann", DeadLetterReason.OVERSIZED, "limit"),
+    ],
+    ids=["wrong-schema", "bad-header", "oversized"],
+)
+def test_unusable_messages_become_dead_letters(processor, value, key, reason, text) -> None:
+    result = processor.process(msg(value, key))
+    assert result.observations == []
+    (letter, payload), = result.dead_letters
+    assert letter.reason is reason and text in letter.error and payload == value
+
+
+def test_unknown_driver_is_dead_lettered(processor, face_jpeg) -> None:
+    result = processor.process(msg(batch("mallory", 0, [face_jpeg]), key=b"mallory"))
+    (letter, _), = result.dead_letters
+    assert letter.reason is DeadLetterReason.UNKNOWN_DRIVER and "mallory" in letter.error
+
+
+def test_key_must_match_the_driver(processor, face_jpeg) -> None:
+    result = processor.process(msg(batch("ann", 0, [face_jpeg]), key=b"bob"))
+    (letter, _), = result.dead_letters
+    assert letter.reason is DeadLetterReason.BAD_SCHEMA and "differs" in letter.error
+
+
+def test_unexpected_failure_is_a_processing_error_not_a_crash(face_jpeg) -> None:
+    def broken(fps: float) -> DriverPerception:
+        raise RuntimeError("model failed to load")
+
+    processor = InferenceProcessor(broken)
+    result = processor.process_safely(msg(batch("ann", 0, [face_jpeg])))
+    (letter, _), = result.dead_letters
+    assert letter.reason is DeadLetterReason.PROCESSING_ERROR
+    assert "model failed to load" in letter.error

@@ -1,0 +1,177 @@
+"""Frame batches -> per-frame observations, one driver's state at a time (no Kafka here).
+
+:class:`InferenceProcessor` is what the stream agent calls for each message, off the event
+loop. Anything unusable becomes a dead letter carrying the original bytes and the reason:
+a malformed envelope or header (bad_schema), a batch over the size limit (oversized), a
+driver the fleet does not know (unknown_driver), a JPEG that does not decode (corrupt_frame;
+the batch's good frames are still processed). Frames already processed for a driver (a replay
+after a restart) are skipped, so observations are not duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from streams.errors import InputError
+from streams.schemas import (
+    MAX_BATCH_BYTES,
+    DeadLetter,
+    DeadLetterReason,
+    EyeEventRecord,
+    FrameBatchHeader,
+    Observation,
+    SchemaError,
+    decode_frame_batch,
+)
+from streams.topics import FRAMES
+from workers.perception import DriverPerception, FrameResult
+from workers.signals import EyeEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """A consumed message, as the agent hands it over."""
+
+    key: bytes | None
+    value: bytes
+    partition: int
+    offset: int
+    topic: str = FRAMES.name
+
+
+@dataclass
+class ProcessResult:
+    observations: list[Observation] = field(default_factory=list)
+    dead_letters: list[tuple[DeadLetter, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class _DriverState:
+    perception: DriverPerception
+    vehicle_id: str
+    last_seq: int = -1
+
+
+class InferenceProcessor:
+    """Holds every driver's perception state. Not thread-safe per driver: call it for one
+    driver's messages in order (the agent does: one partition, one driver, in order)."""
+
+    def __init__(
+        self,
+        make_perception: Callable[[float], DriverPerception],
+        known_drivers: frozenset[str] | None = None,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._make = make_perception
+        self.known_drivers = known_drivers
+        self.max_batch_bytes = max_batch_bytes
+        self.clock = clock
+        self._drivers: dict[str, _DriverState] = {}
+
+    def process_safely(self, msg: RawMessage) -> ProcessResult:
+        """:meth:`process`, with any unexpected failure set aside as a processing_error dead
+        letter (traceback logged) so one bad message never stops the stream."""
+        try:
+            return self.process(msg)
+        except Exception as exc:
+            log.exception("processing %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
+            key = msg.key.decode(errors="replace") if msg.key is not None else None
+            letter = DeadLetter(reason=DeadLetterReason.PROCESSING_ERROR,
+                                error=f"{type(exc).__name__}: {exc}", source_topic=msg.topic,
+                                partition=msg.partition, offset=msg.offset, key=key)
+            return ProcessResult(dead_letters=[(letter, msg.value)])
+
+    def process(self, msg: RawMessage) -> ProcessResult:
+        result = ProcessResult()
+        key = msg.key.decode(errors="replace") if msg.key is not None else None
+
+        def dead(reason: DeadLetterReason, error: str) -> ProcessResult:
+            letter = DeadLetter(reason=reason, error=error, source_topic=msg.topic,
+                                partition=msg.partition, offset=msg.offset, key=key)
+            log.warning("dead letter %s: %s: %s", letter.where, reason.value, error)
+            result.dead_letters.append((letter, msg.value))
+            return result
+
+        if len(msg.value) > self.max_batch_bytes:
+            return dead(DeadLetterReason.OVERSIZED,
+                        f"{len(msg.value)} bytes > limit {self.max_batch_bytes}")
+        try:
+            header, images = decode_frame_batch(msg.value, self.max_batch_bytes)
+        except SchemaError as exc:
+            return dead(DeadLetterReason.BAD_SCHEMA, str(exc))
+        if key is not None and key != header.driver_id:
+            return dead(DeadLetterReason.BAD_SCHEMA,
+                        f"message key {key!r} differs from driver {header.driver_id!r}")
+        if self.known_drivers is not None and header.driver_id not in self.known_drivers:
+            return dead(DeadLetterReason.UNKNOWN_DRIVER,
+                        f"driver {header.driver_id!r} is not registered")
+        state = self._state(header)
+        corrupt = []
+        for info, jpeg in zip(header.frames, images, strict=True):
+            if info.seq <= state.last_seq:
+                continue  # replayed after a restart: already observed
+            image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                corrupt.append(info.seq)
+                continue
+            try:
+                frame_result = state.perception.process(
+                    image, round(info.captured_at * 1000), frame=info.seq
+                )
+            except InputError as exc:
+                corrupt.append(info.seq)
+                log.warning("driver %s frame %d unusable: %s", header.driver_id, info.seq, exc)
+                continue
+            state.last_seq = info.seq
+            result.observations.append(_observation(header, info.captured_at, frame_result,
+                                                    self.clock()))
+        if corrupt:
+            dead(DeadLetterReason.CORRUPT_FRAME,
+                 f"frames {corrupt} of driver {header.driver_id} do not decode")
+        return result
+
+    def _state(self, header: FrameBatchHeader) -> _DriverState:
+        state = self._drivers.get(header.driver_id)
+        if state is None:
+            state = _DriverState(self._make(header.fps), header.vehicle_id)
+            self._drivers[header.driver_id] = state
+        return state
+
+    def close(self) -> None:
+        for state in self._drivers.values():
+            state.perception.close()
+        self._drivers.clear()
+
+
+def _observation(header: FrameBatchHeader, captured_at: float, r: FrameResult,
+                 processed_at: float) -> Observation:
+    s = r.signals
+    scores = [v for v in (s.blink_score_left, s.blink_score_right) if v is not None]
+    return Observation(
+        driver_id=header.driver_id, vehicle_id=header.vehicle_id, seq=s.frame,
+        captured_at=captured_at, processed_at=processed_at, face_present=s.face_present,
+        faces=s.faces, closure=s.closure, openness_left=s.openness_left,
+        openness_right=s.openness_right, blink_score=float(np.mean(scores)) if scores else None,
+        mouth_open=s.mouth_open, jaw_open=s.jaw_open, yaw=s.yaw, pitch=s.pitch, roll=s.roll,
+        gaze_off_road=s.gaze_off_road, perclos=r.perclos, closed_for_s=r.closed_for_s,
+        au=s.au, events=[_event_record(e) for e in r.events],
+    )
+
+
+def _event_record(e: EyeEvent) -> EyeEventRecord:
+    """Perception timestamps are capture times (the agent feeds them), so event times are too."""
+    return EyeEventRecord(
+        kind=e.kind, start_seq=e.start_frame, end_seq=e.end_frame, start_at=e.start_t,
+        end_at=e.end_t, duration_s=e.duration_s, amplitude=e.amplitude,
+        peak_closure=e.peak_closure, opening_velocity=e.opening_velocity,
+        closed_duration_s=e.closed_duration_s, frequency_per_min=e.frequency_per_min,
+    )
