@@ -159,10 +159,14 @@ class CameraAgent:
             self._cond.notify()
 
     def capture(self, source: FrameSource, paced: bool = True,
-                max_frames: int | None = None) -> None:
-        """Reads ``source`` until it ends, ``max_frames`` or stop(); batches into the outbox."""
+                max_frames: int | None = None, nominal_times: bool = False) -> None:
+        """Reads ``source`` until it ends, ``max_frames`` or stop(); batches into the outbox.
+
+        nominal_times: stamp frame k at start + k / fps instead of the clock, for replaying a
+        recording faster than real time with its own timing (tests, backfills)."""
         period = 1.0 / self.fps
         next_at = time.monotonic()
+        start = self.clock()
         pending: list[tuple[int, float, np.ndarray]] = []
         try:
             for image in source:
@@ -173,7 +177,8 @@ class CameraAgent:
                     if delay > 0:
                         time.sleep(delay)
                     next_at = max(next_at + period, time.monotonic() - period)
-                pending.append((self._seq, self.clock(), image))
+                stamp = start + self._seq * period if nominal_times else self.clock()
+                pending.append((self._seq, stamp, image))
                 self._seq += 1
                 self.stats.frames_captured += 1
                 if len(pending) >= self.batch:
@@ -240,14 +245,14 @@ class CameraAgent:
             if producer is not None:
                 _close_quietly(producer, 5)
 
-    def run(self, source: FrameSource, paced: bool = True,
-            max_frames: int | None = None) -> CameraStats:
+    def run(self, source: FrameSource, paced: bool = True, max_frames: int | None = None,
+            nominal_times: bool = False) -> CameraStats:
         """Capture and send until the source ends (then flush) or stop() is called."""
         sender = threading.Thread(target=self.send_loop, name=f"camera-send-{self.driver_id}",
                                   daemon=True)
         sender.start()
         try:
-            self.capture(source, paced, max_frames)
+            self.capture(source, paced, max_frames, nominal_times)
         finally:
             sender.join()
         return self.stats

@@ -174,6 +174,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_aggregator(args: argparse.Namespace) -> int:
+    import faust
+
+    from streams.aggregator.agent import build_aggregator_app
+    from streams.store import Store
+
+    store = Store.from_settings()
+    store.migrate()
+    app, close = build_aggregator_app(_bootstrap(args), store)
+    try:
+        faust.Worker(app, loglevel="WARNING" if not args.debug else "DEBUG",
+                     quiet=True).execute_from_commandline()
+    finally:
+        close()
+    return 0
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     import signal
     import time
@@ -256,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("worker", cmd_worker, "run the inference worker: frame batches -> observations")
     p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: settings)")
     p.add_argument("--drivers", help="comma-separated registered driver ids (default: any)")
+
+    p = add("aggregator", cmd_aggregator,
+            "run the aggregator and sinks: observations -> windows, alerts, store, webhooks")
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: settings)")
 
     p = add("broker", cmd_broker, "run the embedded Kafka broker (Tansu) in the foreground")
     p.add_argument("--port", type=int, default=9092)

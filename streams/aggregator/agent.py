@@ -1,0 +1,100 @@
+"""`vigil aggregator`: observations -> window metrics and alerts, then the sinks.
+
+Thin over :class:`DriverAggregator`: per driver, observe each observation, send the alerts,
+and save the aggregator's state in a Faust table (its changelog topic restores it after a
+restart); a 1 s timer closes windows and notices silent cameras. Processing is at-least-once:
+a replay after a crash re-emits the same alert ids and window keys, which the sinks dedupe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import faust
+
+from streams.aggregator.clock import CaptureClock
+from streams.aggregator.driver import DriverAggregator
+from streams.app import bind_topic, create_app
+from streams.schemas import (
+    Alert,
+    DeadLetter,
+    DeadLetterReason,
+    Observation,
+    SchemaError,
+    WindowMetrics,
+    decode_record,
+)
+from streams.sinks import register_sinks
+from streams.store import Store
+from streams.topics import ALERTS, DEAD_LETTERS, OBSERVATIONS, WINDOW_METRICS
+from streams.webhooks.settings import WebhookSettings
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+
+
+def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings | None = None,
+                         app_id: str = "vigil-aggregator"
+                         ) -> tuple[faust.App, Callable[[], None]]:
+    """The app (aggregator + store/webhook sinks) and a function to call after it stopped."""
+    app = create_app(app_id, bootstrap)
+    observations = bind_topic(app, OBSERVATIONS)
+    alerts_topic = bind_topic(app, ALERTS)
+    windows_topic = bind_topic(app, WINDOW_METRICS)
+    dead_letters = bind_topic(app, DEAD_LETTERS)
+    # driver id -> DriverAggregator.to_state() (JSON), restored from the changelog on restart.
+    state_table = app.Table("aggregator-state", default=None, partitions=OBSERVATIONS.partitions)
+    aggregators: dict[str, DriverAggregator] = {}
+    clocks: dict[str, CaptureClock] = {}
+
+    def aggregator_for(obs: Observation) -> DriverAggregator:
+        agg = aggregators.get(obs.driver_id)
+        if agg is None:
+            saved = state_table.get(obs.driver_id)
+            agg = (DriverAggregator.from_state(saved) if saved
+                   else DriverAggregator(obs.driver_id, obs.vehicle_id))
+            aggregators[obs.driver_id] = agg
+            clocks[obs.driver_id] = CaptureClock()
+        return agg
+
+    async def publish(windows: list[WindowMetrics], alerts: list[Alert]) -> None:
+        for w in windows:
+            await windows_topic.send(key=w.driver_id.encode(), value=w.to_bytes())
+        for a in alerts:
+            log.info("alert %s %s driver=%s", a.reason.value, a.alert_id, a.driver_id)
+            await alerts_topic.send(key=a.driver_id.encode(), value=a.to_bytes())
+
+    @app.agent(observations)
+    async def aggregate(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                obs = decode_record(Observation, message.value or b"")
+            except SchemaError as exc:
+                letter = DeadLetter(reason=DeadLetterReason.BAD_SCHEMA, error=str(exc),
+                                    source_topic=message.topic, partition=message.partition,
+                                    offset=message.offset)
+                log.warning("dead letter %s: %s", letter.where, exc)
+                await dead_letters.send(key=b"", value=(message.value or b"")[
+                    : DeadLetter.MAX_PAYLOAD], headers={DeadLetter.HEADER: letter.to_bytes()})
+                continue
+            agg = aggregator_for(obs)
+            clocks[obs.driver_id].seen(obs.captured_at, time.monotonic())
+            await publish([], agg.observe(obs))
+            # Saved after the sends: a crash in between replays the observation, which the
+            # restored state (from before it) handles again, yielding the same alert ids.
+            state_table[obs.driver_id] = agg.to_state()
+
+    @app.timer(TICK_S)
+    async def tick() -> None:
+        for driver_id, agg in list(aggregators.items()):
+            now = clocks[driver_id].now(time.monotonic())
+            if now is not None:
+                windows, alerts = agg.tick(now)
+                await publish(windows, alerts)
+
+    close_sinks = register_sinks(app, store, webhooks or WebhookSettings())
+    return app, close_sinks
