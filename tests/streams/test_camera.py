@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from kafka_helpers import read_topic
+from stream_helpers import read_topic
 
 from streams.broker import EmbeddedBroker
 from streams.camera import CameraAgent, open_source

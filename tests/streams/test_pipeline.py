@@ -8,16 +8,11 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import secrets
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-import pytest
-from psycopg import sql
+from stream_helpers import spawn, stop
 
 from streams.broker import EmbeddedBroker
 from streams.camera import CameraAgent, open_source
@@ -55,27 +50,6 @@ class Receiver:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
-
-
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "streams.cli", *args], stdout=out,
-                                stderr=subprocess.STDOUT, env={**os.environ, **env})
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-@pytest.fixture
-def pg_schema_url(pg_url: str, pg_conn) -> str:
-    schema = f"e2e_{secrets.token_hex(4)}"
-    pg_conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    return f"{pg_url}?options=-csearch_path%3D{schema}"
 
 
 def test_drowsy_driver_alerts_reach_postgres_and_a_signed_webhook(

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import pytest
 from kafka import KafkaProducer
-from kafka_helpers import read_topic
 from skimage import data
+from stream_helpers import read_topic
 
 from streams.broker import EmbeddedBroker
 from streams.schemas import DeadLetter, FrameBatchHeader, FrameInfo, encode_frame_batch

@@ -1,9 +1,14 @@
-"""Reading topics back in tests, with a real consumer (aiokafka)."""
+"""Stream test helpers: reading topics back with a real consumer (aiokafka), running
+`vigil` subcommands as real processes."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
@@ -32,3 +37,18 @@ async def _read(bootstrap: str, topic: str, idle_s: float, max_s: float) -> list
 def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0, max_s: float = 30.0):
     """Every record of ``topic`` (all partitions), reading until ``idle_s`` without news."""
     return asyncio.run(_read(bootstrap, topic, idle_s, max_s))
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Starts `vigil ARGS` with extra environment, output to ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "streams.cli", *args], stdout=out,
+                                stderr=subprocess.STDOUT, env={**os.environ, **env})
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
