@@ -159,36 +159,34 @@ def cmd_camera(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
+def _run_faust(app: Any, close: Callable[[], None], debug: bool) -> int:
+    """Runs a Faust app until it is stopped (Ctrl-C, SIGTERM), then releases its resources."""
     import faust
 
-    from workers.agent import build_worker_app
-
-    known = frozenset(d for d in (args.drivers or "").split(",") if d) or None
-    app, close = build_worker_app(_bootstrap(args), known_drivers=known)
     try:
-        faust.Worker(app, loglevel="WARNING" if not args.debug else "DEBUG",
+        faust.Worker(app, loglevel="DEBUG" if debug else "WARNING",
                      quiet=True).execute_from_commandline()
     finally:
         close()
     return 0
 
 
-def cmd_aggregator(args: argparse.Namespace) -> int:
-    import faust
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.agent import build_worker_app
 
+    known = frozenset(d for d in (args.drivers or "").split(",") if d) or None
+    app, close = build_worker_app(_bootstrap(args), known_drivers=known)
+    return _run_faust(app, close, args.debug)
+
+
+def cmd_aggregator(args: argparse.Namespace) -> int:
     from streams.aggregator.agent import build_aggregator_app
     from streams.store import Store
 
     store = Store.from_settings()
     store.migrate()
     app, close = build_aggregator_app(_bootstrap(args), store)
-    try:
-        faust.Worker(app, loglevel="WARNING" if not args.debug else "DEBUG",
-                     quiet=True).execute_from_commandline()
-    finally:
-        close()
-    return 0
+    return _run_faust(app, close, args.debug)
 
 
 def cmd_broker(args: argparse.Namespace) -> int:

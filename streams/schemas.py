@@ -283,3 +283,10 @@ class DeadLetter(Record):
     @property
     def where(self) -> str:
         return f"{self.source_topic}[{self.partition}]@{self.offset}"
+
+    def carrying(self, payload: bytes) -> tuple[DeadLetter, bytes]:
+        """(this record with the payload's size, the value to publish: the payload, cut to
+        MAX_PAYLOAD so any producer can send it)."""
+        letter = self.model_copy(update={"payload_size": len(payload),
+                                         "payload_truncated": len(payload) > self.MAX_PAYLOAD})
+        return letter, payload[: self.MAX_PAYLOAD]

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import TypeVar
 
 import faust
 
 from streams.app import bind_topic
-from streams.schemas import Alert, DeadLetter, SchemaError, WindowMetrics, decode_record
+from streams.schemas import (
+    Alert,
+    DeadLetter,
+    R,
+    SchemaError,
+    WindowMetrics,
+    decode_record,
+)
 from streams.store import Store
 from streams.store.errors import StoreUnavailableError
 from streams.topics import ALERTS, DEAD_LETTERS, WINDOW_METRICS
@@ -41,6 +48,16 @@ async def _with_store(what: str, call: Callable[[], T]) -> T:
             backoff = min(backoff * 2, MAX_BACKOFF_S)
 
 
+async def _records(stream: faust.StreamT, cls: type[R]) -> AsyncIterator[R]:
+    """The stream's values decoded as ``cls``. These topics carry only what Vigil's own
+    agents wrote; a record that does not decode is logged with its schema error and skipped."""
+    async for value in stream:
+        try:
+            yield decode_record(cls, value)
+        except SchemaError as exc:
+            log.error("%s: unreadable record skipped: %s", cls.SCHEMA, exc)
+
+
 def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings
                    ) -> Callable[[], None]:
     alerts = bind_topic(app, ALERTS)
@@ -50,12 +67,7 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings
 
     @app.agent(alerts)
     async def store_alerts(stream: faust.StreamT) -> None:
-        async for value in stream:
-            try:
-                alert = decode_record(Alert, value)
-            except SchemaError as exc:
-                log.error("alerts topic: unreadable record skipped: %s", exc)
-                continue
+        async for alert in _records(stream, Alert):
             new = await _with_store("storing alert", partial(store.upsert_alert, alert))
             if not dispatcher:
                 dispatcher.append(webhooks.dispatcher(store))
@@ -66,12 +78,7 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings
 
     @app.agent(windows)
     async def store_windows(stream: faust.StreamT) -> None:
-        async for value in stream:
-            try:
-                metrics = decode_record(WindowMetrics, value)
-            except SchemaError as exc:
-                log.error("window topic: unreadable record skipped: %s", exc)
-                continue
+        async for metrics in _records(stream, WindowMetrics):
             await _with_store("storing window", partial(store.upsert_window_metrics, [metrics]))
 
     @app.agent(dead_letters)

@@ -7,15 +7,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import faust
 
 from streams.app import bind_topic, create_app
 from streams.schemas import DeadLetter
 from streams.topics import DEAD_LETTERS, FRAMES, OBSERVATIONS
-from workers.face import create_backend
 from workers.inference import InferenceProcessor, RawMessage
-from workers.perception import DriverPerception
+from workers.perception import open_perception
 from workers.settings import PerceptionSettings
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,7 @@ def build_worker_app(bootstrap: str, known_drivers: frozenset[str] | None = None
     observations = bind_topic(app, OBSERVATIONS)
     dead_letters = bind_topic(app, DEAD_LETTERS)
 
-    def make_perception(fps: float) -> DriverPerception:
-        backend = create_backend(settings.engine, settings=settings)
-        return DriverPerception(backend, fps=fps, max_side=settings.max_frame_side)
-
-    processor = InferenceProcessor(make_perception, known_drivers)
+    processor = InferenceProcessor(partial(open_perception, settings), known_drivers)
     # One thread: perception state is per driver and MediaPipe graphs are not shared, and the
     # event loop must stay free for heartbeats and commits while a batch is inferred.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-infer")
@@ -52,13 +48,9 @@ def build_worker_app(bootstrap: str, known_drivers: frozenset[str] | None = None
             for obs in result.observations:
                 await observations.send(key=obs.driver_id.encode(), value=obs.to_bytes())
             for letter, payload in result.dead_letters:
-                truncated = len(payload) > DeadLetter.MAX_PAYLOAD
-                letter = letter.model_copy(update={"payload_size": len(payload),
-                                                   "payload_truncated": truncated})
-                await dead_letters.send(
-                    key=(letter.key or "").encode(), value=payload[: DeadLetter.MAX_PAYLOAD],
-                    headers={DeadLetter.HEADER: letter.to_bytes()},
-                )
+                letter, value = letter.carrying(payload)
+                await dead_letters.send(key=(letter.key or "").encode(), value=value,
+                                        headers={DeadLetter.HEADER: letter.to_bytes()})
 
     def close() -> None:
         executor.shutdown(wait=True)

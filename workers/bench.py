@@ -11,8 +11,7 @@ import cv2
 import numpy as np
 
 from streams.errors import InputError
-from workers.face import create_backend
-from workers.perception import DriverPerception
+from workers.perception import open_perception
 from workers.settings import PerceptionSettings
 from workers.video import VideoReader
 
@@ -41,7 +40,7 @@ def bench_perception(
         images = [cv2.resize(f.image, BENCH_SIZE, interpolation=cv2.INTER_AREA) for f in video]
     settings = PerceptionSettings()
     name = engine or settings.engine
-    perception = DriverPerception(create_backend(name, settings=settings), fps=30.0)
+    perception = open_perception(settings, 30.0, name)
     try:
         # Warm-up: model load and first-frame detection are not steady-state costs.
         for i in range(10):

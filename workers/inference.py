@@ -46,6 +46,14 @@ class RawMessage:
     offset: int
     topic: str = FRAMES.name
 
+    @property
+    def key_text(self) -> str | None:
+        return self.key.decode(errors="replace") if self.key is not None else None
+
+    def dead_letter(self, reason: DeadLetterReason, error: str) -> DeadLetter:
+        return DeadLetter(reason=reason, error=error, source_topic=self.topic,
+                          partition=self.partition, offset=self.offset, key=self.key_text)
+
 
 @dataclass
 class ProcessResult:
@@ -84,19 +92,16 @@ class InferenceProcessor:
             return self.process(msg)
         except Exception as exc:
             log.exception("processing %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
-            key = msg.key.decode(errors="replace") if msg.key is not None else None
-            letter = DeadLetter(reason=DeadLetterReason.PROCESSING_ERROR,
-                                error=f"{type(exc).__name__}: {exc}", source_topic=msg.topic,
-                                partition=msg.partition, offset=msg.offset, key=key)
+            letter = msg.dead_letter(DeadLetterReason.PROCESSING_ERROR,
+                                     f"{type(exc).__name__}: {exc}")
             return ProcessResult(dead_letters=[(letter, msg.value)])
 
     def process(self, msg: RawMessage) -> ProcessResult:
         result = ProcessResult()
-        key = msg.key.decode(errors="replace") if msg.key is not None else None
+        key = msg.key_text
 
         def dead(reason: DeadLetterReason, error: str) -> ProcessResult:
-            letter = DeadLetter(reason=reason, error=error, source_topic=msg.topic,
-                                partition=msg.partition, offset=msg.offset, key=key)
+            letter = msg.dead_letter(reason, error)
             log.warning("dead letter %s: %s: %s", letter.where, reason.value, error)
             result.dead_letters.append((letter, msg.value))
             return result

@@ -78,8 +78,9 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
                                     source_topic=message.topic, partition=message.partition,
                                     offset=message.offset)
                 log.warning("dead letter %s: %s", letter.where, exc)
-                await dead_letters.send(key=b"", value=(message.value or b"")[
-                    : DeadLetter.MAX_PAYLOAD], headers={DeadLetter.HEADER: letter.to_bytes()})
+                letter, value = letter.carrying(message.value or b"")
+                await dead_letters.send(key=b"", value=value,
+                                        headers={DeadLetter.HEADER: letter.to_bytes()})
                 continue
             agg = aggregator_for(obs)
             clocks[obs.driver_id].seen(obs.captured_at, time.monotonic())

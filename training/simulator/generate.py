@@ -360,12 +360,26 @@ def driver_rngs(seed: int, index: int) -> tuple[np.random.Generator, np.random.G
     return np.random.default_rng(children[0]), np.random.default_rng(children[1])
 
 
+def _check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise ConfigurationError(
+            f"unknown simulator profile {profile!r}; choose one of: {', '.join(PROFILES)}"
+        )
+
+
+def _plan(face: SourceFace, profile: str, seconds: float, seed: int, index: int, fps: float,
+          size: tuple[int, int]) -> tuple[Timeline, DriverRenderer]:
+    """Driver ``index``'s timeline and renderer: the same for files and live frames."""
+    timeline_rng, render_rng = driver_rngs(seed, index)
+    return (make_timeline(profile, seconds, fps, timeline_rng),
+            DriverRenderer(face, size, render_rng))
+
+
 def simulate_driver(job: DriverJob) -> Path:
     """Writes driver-XXX.mp4 and driver-XXX.json; returns the JSON path."""
     driver_id = f"driver-{job.index:03d}"
-    timeline_rng, render_rng = driver_rngs(job.seed, job.index)
-    tl = make_timeline(job.profile, job.seconds, job.fps, timeline_rng)
-    renderer = DriverRenderer(job.face, job.size, render_rng)
+    tl, renderer = _plan(job.face, job.profile, job.seconds, job.seed, job.index, job.fps,
+                         job.size)
     face_visible, eyes_visible = renderer.visibility(tl)
     video = job.out_dir / f"{driver_id}.mp4"
     writer = _open_writer(video, job.fps, job.size)
@@ -402,10 +416,7 @@ def simulate_set(out_dir: Path, drivers: int, seconds: float, seed: int, profile
     (default: ../shared next to the repository); workers: processes (default: one per CPU,
     at most one per driver).
     """
-    if profile not in PROFILES:
-        raise ConfigurationError(
-            f"unknown simulator profile {profile!r}; choose one of: {', '.join(PROFILES)}"
-        )
+    _check_profile(profile)
     if drivers < 1 or seconds <= 0 or fps <= 0:
         raise ConfigurationError(
             f"need drivers >= 1, seconds > 0 and fps > 0 (got {drivers}, {seconds}, {fps})"
@@ -444,13 +455,8 @@ def live_frames(profile: str, seconds: float, seed: int, index: int = 0, fps: fl
     Same timeline and faces as driver ``index`` of ``simulate_set(..., seed, profile)``.
     Yields (H, W, 3) uint8 BGR frames.
     """
-    if profile not in PROFILES:
-        raise ConfigurationError(
-            f"unknown simulator profile {profile!r}; choose one of: {', '.join(PROFILES)}"
-        )
+    _check_profile(profile)
     faces = _faces((int(size[0]), int(size[1])), shared_dir)
-    timeline_rng, render_rng = driver_rngs(seed, index)
-    tl = make_timeline(profile, seconds, fps, timeline_rng)
-    renderer = DriverRenderer(faces[index % len(faces)], size, render_rng)
+    tl, renderer = _plan(faces[index % len(faces)], profile, seconds, seed, index, fps, size)
     for k in range(tl.n):
         yield renderer.frame(tl, k)
