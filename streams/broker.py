@@ -7,13 +7,10 @@ Vigil at any Kafka by bootstrap servers instead. Storage is in memory: a restart
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,26 +20,10 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.errors import ConfigurationError, VigilError
+from streams.processes import free_port, start_child, stop_child
 from streams.topics import ALL_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: on Linux, the kernel sends SIGTERM to the broker when
-    the process that started it dies, even by SIGKILL, so no broker outlives a killed test
-    run or demo."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def tansu_binary() -> str:
@@ -73,19 +54,20 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
         url = f"tcp://{self.host}:{self.port}"
         # Tansu also reads these from the environment; ours must win.
         env = {k: v for k, v in os.environ.items()
                if k not in {"CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL",
                             "STORAGE_ENGINE", "SCHEMA_REGISTRY"}}
-        with self.log_path.open("ab") as out:
-            self._proc = subprocess.Popen(
-                [tansu_binary(), "broker", "--listener-url", url,
-                 "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+        self._proc = start_child(
+            [tansu_binary(), "broker", "--listener-url", url,
+             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            self.log_path, env)
         self._wait_ready(timeout_s)
         log.info("embedded Kafka broker (Tansu) on %s, log %s", self.bootstrap, self.log_path)
         return self
@@ -110,14 +92,8 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc is not None:
+            stop_child(proc, timeout_s=10)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

@@ -222,6 +222,58 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    import signal
+    import tempfile
+
+    from streams.demo import Demo
+
+    # A service manager's SIGTERM stops the demo as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if not args.debug:  # the terminal shows the demo's own lines; the logs hold the rest
+        logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("kafka").setLevel(logging.ERROR)
+    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="vigil-demo-"))
+
+    def say(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    demo = Demo(log_dir, fps=args.fps, dashboard_port=args.port,
+                dashboard=not args.no_dashboard, bootstrap=args.bootstrap, say=say,
+                debug=args.debug)
+    try:
+        demo.run(args.seconds)
+    except KeyboardInterrupt:
+        say("stopping...")
+    say("summary " + json.dumps(demo.report.to_dict(), sort_keys=True))
+    return 0
+
+
+def cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    from streams.bench import bench_pipeline
+
+    result = bench_pipeline(args.drivers, args.fps, args.seconds, args.batch, args.warmup,
+                            Path(args.log_dir) if args.log_dir else None)
+    if args.json:
+        _emit(result)
+        return 0
+    lat = result["latency"]
+    sys.stdout.write(
+        f"{result['drivers']} drivers x {result['fps_per_driver']:g} fps "
+        f"(offered {result['offered_fps']:g} frames/s, batches of {result['batch']}): "
+        f"{result['throughput_fps']:.1f} frames/s end to end, sustained: {result['sustained']}, "
+        f"lost {result['lost']} of {result['frames_sent']}\n")
+    for stage, st in lat.items():
+        sys.stdout.write(f"  {stage:24s} p50 {_fmt(st['p50_ms'])} ms  p99 {_fmt(st['p99_ms'])} ms"
+                         f"  max {_fmt(st['max_ms'])} ms  (n={st['n']})\n")
+    cpu = ", ".join(f"{k} {v:.1f}" for k, v in result["cpu_ms_per_frame"].items())
+    sys.stdout.write(f"  CPU ms per frame: {cpu}\n")
+    for failure in result["failed_processes"]:
+        sys.stdout.write(f"  FAILED: {failure}\n")
+    return 1 if result["failed_processes"] else 0
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
@@ -279,6 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("broker", cmd_broker, "run the embedded Kafka broker (Tansu) in the foreground")
     p.add_argument("--port", type=int, default=9092)
 
+    p = add("demo", cmd_demo, "the whole system with simulated drivers: broker, worker, "
+            "aggregator, store, webhooks, dashboard")
+    p.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    p.add_argument("--fps", type=float, default=10.0, help="frames/s of each simulated camera")
+    p.add_argument("--port", type=int, default=8501, help="dashboard port")
+    p.add_argument("--no-dashboard", action="store_true")
+    p.add_argument("--bootstrap", help="use this Kafka instead of the embedded broker")
+    p.add_argument("--log-dir", help="where the processes' logs go (default: a temp dir)")
+
     p = add("db", cmd_db, "database schema: migrate to the latest, or show status")
     p.add_argument("action", choices=["migrate", "status"])
 
@@ -297,6 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=900)
     p.add_argument("--engine")
     p.add_argument("--cores", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    p = add("pipeline", cmd_bench_pipeline, "end-to-end frames/s and latency of the whole "
+            "pipeline under live simulated cameras", parent=bench_sub)
+    p.add_argument("--drivers", type=int, default=4)
+    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--seconds", type=float, default=60.0, help="measured span after warm-up")
+    p.add_argument("--batch", type=int, default=2, help="frames per batch")
+    p.add_argument("--warmup", type=float, default=20.0, help="seconds not measured at start")
+    p.add_argument("--log-dir", help="keep the processes' logs here")
     p.add_argument("--json", action="store_true")
     return parser
 

@@ -11,8 +11,10 @@ callback raised (the sender retries; the id is not marked seen).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -20,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from streams.webhooks.errors import WebhookVerificationError
+from streams.webhooks.errors import WebhookError, WebhookVerificationError
 from streams.webhooks.signing import DEFAULT_TOLERANCE_S, HEADER_ID, SecretLike, secret_key, verify
 
 log = logging.getLogger(__name__)
@@ -120,3 +122,41 @@ async def run_receiver(
         yield url
     finally:
         await runner.cleanup()
+
+
+class BackgroundReceiver:
+    """:func:`run_receiver` on its own thread and event loop, for programs that are not
+    asyncio (the demo) and for tests; a context manager. ``url`` is set once it listens."""
+
+    def __init__(self, secrets: Sequence[SecretLike], on_delivery: OnDelivery | None = None,
+                 *, port: int = 0, start_timeout_s: float = 10.0) -> None:
+        self.secrets, self.on_delivery, self.port = list(secrets), on_delivery, port
+        self.start_timeout_s = start_timeout_s
+        self.url: str | None = None
+        self._ready, self._stop = threading.Event(), threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="webhook-receiver", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        async with run_receiver(self.secrets, self.on_delivery, port=self.port) as url:
+            self.url = url
+            self._ready.set()
+            while not self._stop.is_set():
+                await asyncio.sleep(0.1)
+
+    def __enter__(self) -> BackgroundReceiver:
+        self._thread.start()
+        if not self._ready.wait(self.start_timeout_s) or self._error is not None:
+            raise WebhookError(f"webhook receiver did not start: {self._error}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -17,46 +16,22 @@ from stream_helpers import spawn, stop
 from streams.broker import EmbeddedBroker
 from streams.camera import CameraAgent, open_source
 from streams.store import Store
-from streams.webhooks.receiver import run_receiver
+from streams.webhooks.receiver import BackgroundReceiver
 from streams.webhooks.signing import generate_secret
 
 EYE_REASONS = {"microsleep", "sleep", "drowsiness", "distraction", "unresponsive"}
-
-
-class Receiver:
-    """The fleet manager's endpoint: a real HTTP server in a background thread."""
-
-    def __init__(self, secret: str) -> None:
-        self.secret, self.deliveries = secret, []
-        self.url: str | None = None
-        self._ready, self._stop = threading.Event(), threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
-
-    async def _serve(self) -> None:
-        def on_delivery(body: dict, headers) -> None:
-            self.deliveries.append((body, dict(headers)))
-
-        async with run_receiver([self.secret], on_delivery) as url:
-            self.url = url
-            self._ready.set()
-            while not self._stop.is_set():
-                await asyncio.sleep(0.1)
-
-    def __enter__(self) -> Receiver:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 def test_drowsy_driver_alerts_reach_postgres_and_a_signed_webhook(
     pg_schema_url: str, tmp_path: Path
 ) -> None:
     secret = generate_secret()
-    with EmbeddedBroker() as broker, Receiver(secret) as receiver:
+    deliveries: list[tuple[dict, dict]] = []
+
+    def on_delivery(body: dict, headers) -> None:
+        deliveries.append((body, dict(headers)))
+
+    with EmbeddedBroker() as broker, BackgroundReceiver([secret], on_delivery) as receiver:
         broker.create_topics()
         env = {
             "VIGIL_DATABASE_URL": pg_schema_url,
@@ -87,14 +62,14 @@ def test_drowsy_driver_alerts_reach_postgres_and_a_signed_webhook(
                 except Exception:  # the aggregator may not have migrated yet
                     found = []
                 ids = {a.alert_id for a in found}
-                if found and any(b.get("alert_id") in ids for b, _ in receiver.deliveries):
+                if found and any(b.get("alert_id") in ids for b, _ in deliveries):
                     break
                 time.sleep(2)
             for c in cameras:
                 c.join(timeout=120)
             logs = "".join(p.read_text()[-1500:] for p in tmp_path.glob("*.log"))
             assert found, f"no microsleep/sleep alert stored; logs:\n{logs}"
-            body, headers = next((b, h) for b, h in receiver.deliveries
+            body, headers = next((b, h) for b, h in deliveries
                                  if b.get("alert_id") in {a.alert_id for a in found})
             # Independent check of the Standard Webhooks signature (not our verify()).
             raw = json.dumps(body, separators=(",", ":")).encode()

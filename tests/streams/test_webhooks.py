@@ -14,7 +14,6 @@ import hmac
 import json
 import logging
 import random
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -28,6 +27,7 @@ from aiohttp import web
 from pydantic import SecretStr, ValidationError
 
 from streams.errors import ConfigurationError, VigilError
+from streams.processes import free_port
 from streams.schemas import Alert, AlertReason, Severity, alert_id
 from streams.webhooks import (
     DeliveryLog,
@@ -160,12 +160,6 @@ async def scripted_server(
     finally:
         await runner.cleanup()
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def endpoint(url: str, *secrets: str, name: str = "ops") -> WebhookEndpoint:

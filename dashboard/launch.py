@@ -1,0 +1,95 @@
+"""Starts the dashboard as a ``streamlit run`` subprocess and stops it (for ``vigil demo`` and
+the browser tests).
+
+    proc = start_dashboard(8501, {"VIGIL_DATABASE_URL": url})   # returns once it serves
+    ...
+    streams.processes.stop_child(proc)
+
+or, for a caller that runs its own processes: ``streamlit_command(port)``, then
+``wait_healthy("http://127.0.0.1:8501")``.
+
+The server is headless on 127.0.0.1, sends no usage statistics and watches no files. It runs
+in its own process group (stopping it stops everything it started) and, on Linux, receives
+SIGTERM when the process that started it dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from streams.errors import VigilError
+from streams.processes import start_child, stop_child
+
+log = logging.getLogger(__name__)
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+class DashboardError(VigilError):
+    """The dashboard server did not start (it exited, or never answered its health check)."""
+
+
+def streamlit_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.port", str(port),
+        "--server.address", host,
+        "--server.headless", "true",
+        "--server.fileWatcherType", "none",
+        "--server.runOnSave", "false",
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
+    ]  # fmt: skip
+
+
+def wait_healthy(
+    url: str, timeout_s: float = 60.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Waits until the dashboard at ``url`` (e.g. ``http://127.0.0.1:8501``) answers ok on
+    ``/_stcore/health``. Raises DashboardError when ``proc`` (if given) exits first or the
+    time runs out."""
+    health = url.rstrip("/") + "/_stcore/health"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise DashboardError(f"dashboard exited with {proc.returncode} before serving {url}")
+        try:
+            with urllib.request.urlopen(health, timeout=2) as response:
+                if response.status == 200 and response.read().strip() == b"ok":
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise DashboardError(f"dashboard not healthy at {health} after {timeout_s:g} s")
+
+
+def start_dashboard(
+    port: int,
+    env: Mapping[str, str] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    timeout_s: float = 60.0,
+    log_path: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Runs the dashboard on ``host:port`` with the current environment updated by ``env``
+    (e.g. ``VIGIL_DATABASE_URL``); returns the process once ``/_stcore/health`` answers ok.
+    Its output goes to ``log_path`` (default: ``$TMPDIR/vigil-dashboard-PORT.log``).
+    Raises DashboardError (after stopping it) when it exits or is not healthy in time."""
+    log_path = log_path or Path(tempfile.gettempdir()) / f"vigil-dashboard-{port}.log"
+    proc = start_child(streamlit_command(port, host), log_path, {**os.environ, **(env or {})})
+    try:
+        wait_healthy(f"http://{host}:{port}", timeout_s, proc)
+    except DashboardError as exc:
+        stop_child(proc)
+        raise DashboardError(f"{exc}; see {log_path}") from None
+    log.info("dashboard on http://%s:%d (log %s)", host, port, log_path)
+    return proc

@@ -1,0 +1,626 @@
+"""Every query of the dashboard: pure functions over a :class:`~streams.store.Store` (and
+Kafka's admin API) returning pandas frames or dicts. Pages only render what these return.
+
+Times in the frames are tz-aware UTC timestamps (pandas); ``now`` (epoch seconds) is an
+argument wherever "recent" matters, so the results are deterministic in tests.
+
+Nothing here imports Streamlit; ``dashboard.ui`` caches what is worth caching (Kafka lag;
+database reads stay fresh so an operator's ack shows at once). Store failures propagate as
+the store's errors (:class:`~streams.store.StoreUnavailableError`, ...), all
+:class:`streams.errors.VigilError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pandas as pd
+from sqlalchemy import Table, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from streams.aggregator.config import AggregatorConfig
+from streams.errors import InputError, VigilError
+from streams.schemas import AlertReason, AlertState, Severity
+from streams.store import AlertFlag, DeliveryStatus, Store, StoredAlert, StoreUnavailableError
+from streams.store.models import WebhookDeliveryRow
+from streams.topics import ALERTS, DEAD_LETTERS, FRAMES, OBSERVATIONS, WINDOW_METRICS, TopicSpec
+
+log = logging.getLogger(__name__)
+
+_RULES = AggregatorConfig()
+DELIVERIES: Table = WebhookDeliveryRow.__table__  # type: ignore[assignment]
+
+# Faust consumer groups (the app ids) and the topics each one consumes.
+CONSUMER_GROUPS: dict[str, tuple[TopicSpec, ...]] = {
+    "vigil-inference": (FRAMES,),
+    "vigil-aggregator": (OBSERVATIONS, WINDOW_METRICS, ALERTS, DEAD_LETTERS),
+}
+
+
+# --- driver status ----------------------------------------------------------------------
+
+
+BadgeColor = Literal["red", "orange", "yellow", "blue", "green", "violet", "gray"]
+
+
+@dataclass(frozen=True)
+class Status:
+    key: str
+    label: str
+    color: BadgeColor  # of st.badge
+    hex: str  # the same colour for the cards' stripe and the styled table
+
+
+# Worst first: the fleet is sorted by this order.
+STATUSES: tuple[Status, ...] = (
+    Status("unresponsive", "Unresponsive", "red", "#b71c1c"),  # eyes closed or away, no reaction
+    Status("asleep", "Asleep", "red", "#d32f2f"),
+    Status("drowsy", "Drowsy", "orange", "#ef6c00"),
+    Status("distracted", "Distracted", "yellow", "#f9a825"),
+    Status("no_face", "No face", "violet", "#7b1fa2"),
+    Status("offline", "Offline", "gray", "#757575"),
+    Status("alert", "Awake", "green", "#2e7d32"),  # "alert" as in KSS: no sign of fatigue
+)
+STATUS = {s.key: s for s in STATUSES}
+_RANK = {s.key: i for i, s in enumerate(STATUSES)}
+
+_REASON_STATUS: dict[str, str] = {
+    AlertReason.SLEEP: "asleep",
+    AlertReason.MICROSLEEP: "asleep",
+    AlertReason.UNRESPONSIVE: "unresponsive",
+    AlertReason.DROWSINESS: "drowsy",
+    AlertReason.DISTRACTION: "distracted",
+    AlertReason.NO_FACE: "no_face",
+    AlertReason.CAMERA_BLOCKED: "no_face",
+}
+# drivers.last_state is free-form; these spellings map onto the dashboard's states.
+_STATE_SYNONYMS = {
+    "ok": "alert",
+    "awake": "alert",
+    "sleep": "asleep",
+    "microsleep": "asleep",
+    "drowsiness": "drowsy",
+    "distraction": "distracted",
+    "no face": "no_face",
+    "camera_blocked": "no_face",
+}
+
+
+def _worst(keys: Iterable[str]) -> str:
+    return min(keys, key=_RANK.__getitem__, default="alert")
+
+
+def _state_of(last_state: str | None) -> str | None:
+    if not last_state:
+        return None
+    key = last_state.strip().lower()
+    key = _STATE_SYNONYMS.get(key, key)
+    return key if key in STATUS else None
+
+
+def _ts(epoch: float | None) -> pd.Timestamp | None:
+    return None if epoch is None else pd.Timestamp(epoch, unit="s", tz="UTC")
+
+
+def fleet_status(
+    store: Store,
+    now: float,
+    *,
+    offline_after_s: float = 180.0,
+    recent_alert_s: float = 300.0,
+) -> pd.DataFrame:
+    """One row per driver, worst first: ``driver_id, name, vehicle_id, status, status_label,
+    rank, perclos, fatigue_score, kss, blink_rate_per_min, open_alerts, active_reasons,
+    last_seen, seen_ago_s``.
+
+    Status: ``offline`` when nothing was heard from the driver for ``offline_after_s``;
+    otherwise the worst of what the unresolved alerts of the last ``recent_alert_s`` say
+    (unresponsive, sleep/microsleep -> asleep, drowsiness -> drowsy, distraction ->
+    distracted, no face/camera blocked -> no face), what the latest window says (KSS or
+    PERCLOS at the drowsy criterion -> drowsy, frames without a face -> no face) and the
+    stored ``last_state``; ``alert`` (awake) when none of them says anything.
+    """
+    entries = store.fleet_overview()
+    recent = [
+        a
+        for a in store.alerts(since=now - recent_alert_s, limit=None)
+        if a.state != AlertState.RESOLVED
+    ]
+    reasons: dict[str, set[str]] = {}
+    for a in recent:
+        reasons.setdefault(a.driver_id, set()).add(a.reason.value)
+    rows = []
+    for e in entries:
+        m = e.latest
+        seen_ago = max(now - e.last_seen, 0.0)
+        active = sorted(reasons.get(e.driver_id, set()))
+        if seen_ago > offline_after_s:
+            status = "offline"
+        else:
+            said = [_REASON_STATUS[r] for r in active if r in _REASON_STATUS]
+            if m is not None and m.window_end >= now - offline_after_s:
+                if (m.kss is not None and m.kss >= _RULES.kss_info) or (
+                    m.perclos is not None and m.perclos >= _RULES.perclos_drowsy
+                ):
+                    said.append("drowsy")
+                if m.frames > 0 and m.face_frames == 0:
+                    said.append("no_face")
+            stored = _state_of(e.last_state)
+            if stored is not None:
+                said.append(stored)
+            status = _worst(said)
+        rows.append(
+            {
+                "driver_id": e.driver_id,
+                "name": e.name or e.driver_id,
+                "vehicle_id": e.vehicle_id,
+                "status": status,
+                "status_label": STATUS[status].label,
+                "rank": _RANK[status],
+                "perclos": None if m is None else m.perclos,
+                "fatigue_score": None if m is None else m.fatigue_score,
+                "kss": None if m is None else m.kss,
+                "blink_rate_per_min": None if m is None else m.blink_rate_per_min,
+                "open_alerts": e.open_alerts,
+                "active_reasons": ", ".join(active),
+                "last_seen": _ts(e.last_seen),
+                "seen_ago_s": seen_ago,
+            }
+        )
+    columns = [
+        "driver_id",
+        "name",
+        "vehicle_id",
+        "status",
+        "status_label",
+        "rank",
+        "perclos",
+        "fatigue_score",
+        "kss",
+        "blink_rate_per_min",
+        "open_alerts",
+        "active_reasons",
+        "last_seen",
+        "seen_ago_s",
+    ]
+    frame = pd.DataFrame(rows, columns=columns)
+    if frame.empty:
+        return frame
+    frame = frame.sort_values(
+        ["rank", "open_alerts", "fatigue_score", "name"],
+        ascending=[True, False, False, True],
+        na_position="last",
+    )
+    return frame.reset_index(drop=True)
+
+
+def status_counts(fleet: pd.DataFrame) -> dict[str, int]:
+    """Drivers per status key, every status present (zeros included), worst first."""
+    counts = fleet["status"].value_counts() if not fleet.empty else pd.Series(dtype=int)
+    return {s.key: int(counts.get(s.key, 0)) for s in STATUSES}
+
+
+def drivers(store: Store) -> dict[str, str]:
+    """driver id -> display label ("Name (id)"), sorted by label."""
+    labels = {
+        e.driver_id: e.driver_id if not e.name else f"{e.name} ({e.driver_id})"
+        for e in store.fleet_overview()
+    }
+    return dict(sorted(labels.items(), key=lambda kv: kv[1].lower()))
+
+
+# --- one driver ---------------------------------------------------------------------------
+
+SERIES_COLUMNS = (
+    "time",
+    "window_end",
+    "frames",
+    "face_frames",
+    "perclos",
+    "blink_count",
+    "blink_rate_per_min",
+    "blink_duration_mean_s",
+    "blink_duration_max_s",
+    "long_closures",
+    "yawns",
+    "off_road_s",
+    "fatigue_score",
+    "kss",
+)
+
+
+def driver_series(store: Store, driver_id: str, since: float | None = None) -> pd.DataFrame:
+    """The driver's windows since ``since``, oldest first; ``time`` is the window start."""
+    rows = [
+        {"time": _ts(w.window_start), **w.model_dump(exclude={"schema_", "au_rates"})}
+        for w in store.driver_series(driver_id, since=since)
+    ]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=list(SERIES_COLUMNS))
+    frame["window_end"] = pd.to_datetime(frame["window_end"], unit="s", utc=True)
+    return frame[list(SERIES_COLUMNS)]
+
+
+# --- alerts -------------------------------------------------------------------------------
+
+ALERT_COLUMNS = (
+    "alert_id",
+    "detected",
+    "started",
+    "driver_id",
+    "vehicle_id",
+    "reason",
+    "severity",
+    "state",
+    "message",
+    "evidence",
+    "evidence_summary",
+    "acked_by",
+    "acked_at",
+    "resolved_by",
+    "resolved_at",
+    "flag",
+    "flagged_by",
+)
+UNRESOLVED = "unresolved"  # the alerts feed's default: open or acked
+
+
+def _fmt_value(key: str, value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, bool):
+        return f"{key} {'yes' if value else 'no'}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        if key.endswith("_s"):
+            return f"{key.removesuffix('_s')} {value:.1f} s"
+        return f"{key} {value:.3g}"
+    return f"{key} {value}"
+
+
+def evidence_summary(evidence: Mapping[str, Any], max_items: int = 6) -> str:
+    """A one-line reading of an alert's evidence: the signal values, then the time span."""
+    parts = []
+    for key, value in evidence.items():
+        if key in ("from", "to"):
+            continue
+        text = _fmt_value(key, value)
+        if text is not None:
+            parts.append(text.replace("_", " "))
+    parts = parts[:max_items]
+    start, end = evidence.get("from"), evidence.get("to")
+    if isinstance(start, (int, float)) and isinstance(end, (int, float)):
+        clock = [datetime.fromtimestamp(t, UTC).strftime("%H:%M:%S") for t in (start, end)]
+        parts.append(f"{clock[0]}–{clock[1]} UTC ({end - start:.1f} s)")
+    return " · ".join(parts)
+
+
+def _alert_row(a: StoredAlert) -> dict[str, Any]:
+    return {
+        "alert_id": a.alert_id,
+        "detected": _ts(a.detected_at),
+        "started": _ts(a.started_at),
+        "driver_id": a.driver_id,
+        "vehicle_id": a.vehicle_id,
+        "reason": a.reason.value,
+        "severity": a.severity.value,
+        "state": a.state.value,
+        "message": a.message,
+        "evidence": a.evidence,
+        "evidence_summary": evidence_summary(a.evidence),
+        "acked_by": a.acked_by,
+        "acked_at": _ts(a.acked_at),
+        "resolved_by": a.resolved_by,
+        "resolved_at": _ts(a.resolved_at),
+        "flag": None if a.flag is None else a.flag.value,
+        "flagged_by": a.flagged_by,
+    }
+
+
+def alerts(
+    store: Store,
+    *,
+    state: str | None = UNRESOLVED,
+    reason: str | None = None,
+    driver_id: str | None = None,
+    severity: str | None = None,
+    since: float | None = None,
+    limit: int = 100,
+) -> pd.DataFrame:
+    """Alerts matching every filter, newest first (at most ``limit``). ``state`` is an
+    :class:`AlertState` value, ``"unresolved"`` (open or acked) or None (any)."""
+    states: list[str | None] = (
+        [AlertState.OPEN.value, AlertState.ACKED.value] if state == UNRESOLVED else [state]
+    )
+    if severity is not None and severity not in {s.value for s in Severity}:
+        valid = ", ".join(s.value for s in Severity)
+        raise InputError(f"unknown severity {severity!r}; valid: {valid}")
+    found: list[StoredAlert] = []
+    for s in states:
+        # Severity is filtered here (the store has no such filter), so fetch all of them.
+        found += store.alerts(
+            state=s,
+            reason=reason,
+            driver_id=driver_id,
+            since=since,
+            limit=None if severity else limit,
+        )
+    found = [a for a in found if severity is None or a.severity.value == severity]
+    found.sort(key=lambda a: (-a.detected_at, a.alert_id))
+    frame = pd.DataFrame([_alert_row(a) for a in found[:limit]], columns=list(ALERT_COLUMNS))
+    return frame
+
+
+ACTIONS = ("ack", "resolve", AlertFlag.TRUE_POSITIVE.value, AlertFlag.FALSE_POSITIVE.value)
+
+
+def apply_action(store: Store, alert_id: str, action: str, by: str, note: str | None = None) -> str:
+    """An operator's action on an alert (one of ``ACTIONS``) -> what happened, in words."""
+    by = by.strip() or "operator"
+    if action == "ack":
+        done = store.ack_alert(alert_id, by)
+        return "acknowledged" if done else "already acknowledged or resolved"
+    if action == "resolve":
+        done = store.resolve_alert(alert_id, by)
+        return "resolved" if done else "already resolved"
+    if action in (AlertFlag.TRUE_POSITIVE.value, AlertFlag.FALSE_POSITIVE.value):
+        entry = store.flag_alert(alert_id, action, by, note=(note or "").strip() or None)
+        return f"flagged {entry.label.value.replace('_', ' ')}"
+    raise InputError(f"unknown alert action {action!r}; valid: {', '.join(ACTIONS)}")
+
+
+# --- system health ------------------------------------------------------------------------
+
+
+def window_throughput(store: Store, since: float) -> pd.DataFrame:
+    """Frames per second of every driver's windows starting at or after ``since``:
+    ``driver_id, name, time, frames, face_frames, duration_s, fps``."""
+    rows = []
+    for e in store.fleet_overview():
+        if e.last_seen < since:
+            continue
+        for w in store.driver_series(e.driver_id, since=since):
+            duration = w.window_end - w.window_start
+            rows.append(
+                {
+                    "driver_id": e.driver_id,
+                    "name": e.name or e.driver_id,
+                    "time": _ts(w.window_start),
+                    "frames": w.frames,
+                    "face_frames": w.face_frames,
+                    "duration_s": duration,
+                    "fps": w.frames / duration if duration > 0 else 0.0,
+                }
+            )
+    columns = ["driver_id", "name", "time", "frames", "face_frames", "duration_s", "fps"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def throughput_summary(windows: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """(per driver ``driver_id, name, windows, frames, fps, face_share``, fleet frames/s).
+
+    A driver's rate is its frames over the time its windows cover; the fleet's is all frames
+    over the span from the first window's start to the last one's end."""
+    columns = ["driver_id", "name", "windows", "frames", "fps", "face_share"]
+    if windows.empty:
+        return pd.DataFrame(columns=columns), 0.0
+    per = windows.groupby(["driver_id", "name"], as_index=False).agg(
+        windows=("frames", "size"),
+        frames=("frames", "sum"),
+        face_frames=("face_frames", "sum"),
+        duration_s=("duration_s", "sum"),
+    )
+    per["fps"] = per["frames"] / per["duration_s"].where(per["duration_s"] > 0)
+    per["face_share"] = per["face_frames"] / per["frames"].where(per["frames"] > 0)
+    ends = windows["time"] + pd.to_timedelta(windows["duration_s"], unit="s")
+    span = (ends.max() - windows["time"].min()).total_seconds()
+    fleet_fps = float(windows["frames"].sum() / span) if span > 0 else 0.0
+    per = per.sort_values("fps", ascending=False, na_position="last")
+    return per[columns].reset_index(drop=True), fleet_fps
+
+
+def dead_letter_counts(store: Store, since: float | None = None) -> pd.DataFrame:
+    """``reason, count``, most frequent first."""
+    counts = store.dead_letter_counts(since=since)
+    frame = pd.DataFrame(
+        sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])), columns=["reason", "count"]
+    )
+    return frame
+
+
+def dead_letters(store: Store, since: float | None = None, limit: int = 50) -> pd.DataFrame:
+    """The latest dead letters: ``failed, reason, where, key, error``."""
+    rows = [
+        {
+            "failed": _ts(d.failed_at),
+            "reason": d.reason.value,
+            "where": d.where,
+            "key": d.key,
+            "error": d.error,
+        }
+        for d in store.dead_letters(since=since, limit=limit)
+    ]
+    return pd.DataFrame(rows, columns=["failed", "reason", "where", "key", "error"])
+
+
+def deliveries(store: Store, limit: int = 100) -> dict[str, Any]:
+    """Webhook deliveries: ``{"counts": {status: n}, "pending": frame, "failed": frame}``
+    (frames: ``alert_id, endpoint, attempts, last_status_code, last_error, created``).
+
+    The store lists only pending deliveries, so counts and failures are read from its table
+    directly (after the store's own call, which reports outages and missing schemas)."""
+    columns = ["alert_id", "endpoint", "attempts", "last_status_code", "last_error", "created"]
+
+    def frame(items: Iterable[Any]) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                (
+                    d.alert_id,
+                    d.endpoint,
+                    d.attempts,
+                    d.last_status_code,
+                    d.last_error,
+                    _ts(d.created_at),
+                )
+                for d in items
+            ],
+            columns=columns,
+        )
+
+    pending = store.pending_deliveries(limit=limit)
+    counts = {s.value: 0 for s in DeliveryStatus}
+    try:
+        with store.engine.connect() as conn:
+            grouped = conn.execute(
+                select(DELIVERIES.c.status, func.count()).group_by(DELIVERIES.c.status)
+            ).all()
+            failed = conn.execute(
+                select(DELIVERIES)
+                .where(DELIVERIES.c.status == DeliveryStatus.FAILED.value)
+                .order_by(DELIVERIES.c.created_at.desc())
+                .limit(limit)
+            ).all()
+    except SQLAlchemyError as exc:
+        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        problem = lines[0] if lines else type(exc).__name__
+        raise StoreUnavailableError(f"database unavailable: {store.where}: {problem}") from exc
+    counts.update({status: int(n) for status, n in grouped})
+    return {"counts": counts, "pending": frame(pending), "failed": frame(failed)}
+
+
+# --- Kafka consumer lag -------------------------------------------------------------------
+
+
+class LagUnavailableError(VigilError):
+    """Consumer lag could not be read (broker unreachable, a request failed)."""
+
+
+def _offset_bounds(
+    bootstrap: str, tps: list[Any], timeout_ms: int
+) -> tuple[dict[Any, int], dict[Any, int]]:
+    """(earliest offsets, log-end offsets) of ``tps``; no consumer group is joined.
+
+    ListOffsets(latest) alone is not enough: Tansu answers it with the last record *batch*'s
+    base offset + 1, short of the end whenever that batch holds several records. So every
+    non-empty partition is also fetched once from there, and the fetch response's high
+    watermark (which Tansu gets right) wins when larger."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id="vigil-dashboard",
+        group_id=None,
+        enable_auto_commit=False,
+        request_timeout_ms=max(timeout_ms, 1000) + 1000,
+        fetch_max_wait_ms=100,
+        max_partition_fetch_bytes=64 * 1024,
+    )
+    try:
+        starts: dict[Any, int] = consumer.beginning_offsets(tps)
+        listed: dict[Any, int] = consumer.end_offsets(tps)
+        probe = [tp for tp in tps if listed[tp] > starts[tp]]
+        if probe:
+            consumer.assign(probe)
+            for tp in probe:
+                consumer.seek(tp, listed[tp] - 1)
+            deadline = time.monotonic() + timeout_ms / 1000
+            while time.monotonic() < deadline and any(
+                consumer.highwater(tp) is None for tp in probe
+            ):
+                consumer.poll(timeout_ms=100)
+        seen = {tp: consumer.highwater(tp) or 0 for tp in probe}
+        ends = {tp: max(listed[tp], seen.get(tp, 0)) for tp in tps}
+        return starts, ends
+    finally:
+        consumer.close()
+
+
+def consumer_lag(
+    bootstrap: str,
+    timeout_s: float = 3.0,
+    groups: Mapping[str, tuple[TopicSpec, ...]] = CONSUMER_GROUPS,
+) -> pd.DataFrame:
+    """Lag of each consumer group on each topic it consumes: ``group, topic, partitions,
+    committed_partitions, end_offset, committed, lag`` (offset sums over the partitions).
+
+    A partition the group never committed counts from its earliest offset (the workers start
+    there: ``auto_offset_reset=earliest``). Raises LagUnavailableError naming the problem."""
+    from kafka import KafkaAdminClient, TopicPartition
+    from kafka.errors import KafkaError
+
+    timeout_ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            client_id="vigil-dashboard",
+            request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
+        )
+    except (KafkaError, OSError) as exc:
+        raise LagUnavailableError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+    try:
+        committed: dict[str, dict[Any, Any]] = {}
+        for group in groups:  # one group per request: older brokers accept no more
+            committed.update(admin.list_group_offsets({group: None}))
+        wanted = {g: {t.name for t in specs} for g, specs in groups.items()}
+        for group, offsets in committed.items():
+            wanted[group] |= {tp.topic for tp in offsets}
+        existing = set(admin.list_topics())
+        names = sorted({t for ts in wanted.values() for t in ts} & existing)
+        partitions = {
+            d["name"]: sorted(p["partition_index"] for p in d["partitions"])
+            for d in admin.describe_topics(names)
+        }
+        tps = [TopicPartition(t, p) for t in names for p in partitions.get(t, [])]
+        starts, ends = _offset_bounds(bootstrap, tps, timeout_ms)
+    except (KafkaError, OSError) as exc:
+        raise LagUnavailableError(
+            f"reading consumer offsets from {bootstrap} failed: {exc!r}"
+        ) from None
+    finally:
+        admin.close()
+    rows = []
+    for group, topics in wanted.items():
+        offsets = committed.get(group, {})
+        for topic in sorted(topics):
+            if topic not in partitions:
+                continue
+            end = done = lag = have = 0
+            for p in partitions[topic]:
+                tp = TopicPartition(topic, p)
+                mark = offsets.get(tp)
+                position = mark.offset if mark is not None and mark.offset >= 0 else None
+                end += ends[tp]
+                if position is not None:
+                    have += 1
+                    done += position
+                lag += max(ends[tp] - (starts[tp] if position is None else position), 0)
+            rows.append(
+                {
+                    "group": group,
+                    "topic": topic,
+                    "partitions": len(partitions[topic]),
+                    "committed_partitions": have,
+                    "end_offset": end,
+                    "committed": done,
+                    "lag": lag,
+                }
+            )
+    columns = [
+        "group",
+        "topic",
+        "partitions",
+        "committed_partitions",
+        "end_offset",
+        "committed",
+        "lag",
+    ]
+    return pd.DataFrame(rows, columns=columns)

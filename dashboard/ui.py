@@ -1,0 +1,185 @@
+"""What every page shares: settings, the store (one per database URL), failures shown as
+error boxes instead of tracebacks, status badges, and formatting."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from pydantic import ValidationError
+
+from dashboard import queries
+from dashboard.settings import DashboardSettings
+from streams.errors import ConfigurationError, VigilError
+from streams.settings import StreamSettings
+from streams.store import DatabaseSettings, Store, StoreNotMigratedError, StoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+EMPTY_FLEET = (
+    "No drivers yet — start cameras with `vigil camera ...` or `vigil demo`. Drivers appear "
+    "here as soon as their first window (every 60 s) or alert is stored."
+)
+# label -> seconds (None: no limit)
+RANGES: dict[str, float | None] = {
+    "15 min": 15 * 60.0,
+    "1 h": 3600.0,
+    "6 h": 6 * 3600.0,
+    "24 h": 24 * 3600.0,
+    "7 days": 7 * 86400.0,
+    "All time": None,
+}
+SEVERITY_COLORS: dict[str, queries.BadgeColor] = {
+    "critical": "red",
+    "warning": "orange",
+    "info": "blue",
+}
+
+
+def _settings_error(what: str, exc: ValidationError) -> ConfigurationError:
+    first = exc.errors()[0]  # never the input itself: a database URL may carry a password
+    where = ".".join(str(p) for p in first["loc"]) or what
+    return ConfigurationError(f"bad {what} setting {where}: {first['msg']}")
+
+
+def settings() -> DashboardSettings:
+    try:
+        return DashboardSettings()
+    except ValidationError as exc:
+        raise _settings_error("dashboard", exc) from None
+
+
+def kafka_bootstrap() -> str:
+    try:
+        return StreamSettings().kafka.bootstrap_servers.strip()
+    except ValidationError as exc:
+        raise _settings_error("Kafka", exc) from None
+
+
+@st.cache_resource(show_spinner=False)
+def _store(url: str) -> Store:
+    return Store(url)
+
+
+def get_store() -> Store:
+    """The store of ``VIGIL_DATABASE_URL``, one per URL for the whole server."""
+    try:
+        url = DatabaseSettings().url.get_secret_value()
+    except ValidationError as exc:
+        raise _settings_error("database (VIGIL_DATABASE_URL)", exc) from None
+    return _store(url)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def consumer_lag(bootstrap: str, timeout_s: float) -> pd.DataFrame:
+    """:func:`queries.consumer_lag`, cached for 10 s: it opens connections to Kafka."""
+    return queries.consumer_lag(bootstrap, timeout_s)
+
+
+@contextmanager
+def guard() -> Iterator[None]:
+    """Shows a failure of the store, Kafka or the settings as an error box, not a traceback
+    (the rest of the page still renders)."""
+    try:
+        yield
+    except StoreNotMigratedError as exc:
+        log.warning("dashboard: %s", exc)
+        st.error(
+            f"**The database has no Vigil schema yet.** {exc}. Run `vigil db migrate` "
+            "(the aggregator also migrates when it starts).",
+            icon=":material/database:",
+        )
+    except StoreUnavailableError as exc:
+        log.warning("dashboard: %s", exc)
+        st.error(
+            f"**Database unavailable.** {exc}. This page retries on its next refresh.",
+            icon=":material/cloud_off:",
+        )
+    except VigilError as exc:
+        log.warning("dashboard: %s", exc)
+        st.error(str(exc), icon=":material/error:")
+
+
+def sidebar() -> None:
+    """The operator's name (recorded on acks and flags) and where the data comes from."""
+    with st.sidebar:
+        if "operator" not in st.session_state:
+            try:
+                st.session_state["operator"] = settings().operator
+            except VigilError:
+                st.session_state["operator"] = "operator"
+        st.text_input("Operator", key="operator", help="recorded on acknowledgements and flags")
+        with guard():
+            st.caption(f"Database: `{get_store().where}`")
+
+
+def operator() -> str:
+    name = str(st.session_state.get("operator") or "").strip()
+    return name or "operator"
+
+
+def time_range(label: str, key: str, default: str = "1 h", all_time: bool = False) -> float | None:
+    """A range picker -> seconds back from now (None: all time)."""
+    options = [k for k, v in RANGES.items() if v is not None or all_time]
+    choice = st.selectbox(label, options, index=options.index(default), key=key)
+    return RANGES[choice]
+
+
+def status_badge(status: str) -> None:
+    s = queries.STATUS[status]
+    st.badge(s.label, color=s.color)
+
+
+def severity_badge(severity: str) -> None:
+    st.badge(words(severity), color=SEVERITY_COLORS.get(severity, "gray"))
+
+
+def status_stripe(status: str) -> None:
+    """A thin bar in the status colour (the cards' colour code)."""
+    st.markdown(
+        f"<div style='height:6px;border-radius:3px;background:{queries.STATUS[status].hex}'></div>",
+        unsafe_allow_html=True,
+    )
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The frame's rows as dicts, missing values (NaN, NaT) as None."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def words(value: str) -> str:
+    """An enum value as words: ``camera_blocked`` -> ``Camera blocked``."""
+    return value.replace("_", " ").capitalize()
+
+
+def escape(text: str) -> str:
+    """Text shown inside Streamlit markdown as itself."""
+    for ch in "\\`*_[]<>#|~$":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def fmt(value: Any, spec: str = ".2f", suffix: str = "") -> str:
+    """A number for display; missing values as a dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "–"
+    return f"{value:{spec}}{suffix}"
+
+
+def ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} d ago"
+
+
+def clock(ts: pd.Timestamp | None) -> str:
+    return "–" if ts is None or pd.isna(ts) else ts.strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -1,0 +1,164 @@
+"""`vigil bench pipeline`: the whole pipeline under a live load, measured from the records.
+
+N simulated cameras publish in real time for a warm-up plus ``seconds``; the embedded broker,
+`vigil worker` and `vigil aggregator` (SQLite store in a temporary directory) run as in
+production. Afterwards the topics are read back and each frame is followed by its timestamps:
+
+- capture: the camera's clock when the frame was taken (``captured_at``);
+- sent: the frame batch's Kafka timestamp (the producer's clock at send: batching + JPEG);
+- processed: the worker's clock when its observation was made (``processed_at``: transit,
+  queueing, JPEG decode and perception);
+- published: the observation's Kafka timestamp (sending it);
+- alert: the alert record's Kafka timestamp against its ``detected_at`` (the capture time of
+  the frame that fired a frame rule).
+
+Only frames captured after the warm-up count, so process start-up (models loading, consumer
+groups joining) is not mistaken for steady state. CPU seconds per frame are read from /proc
+for each process over the measured span.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from streams.local import LocalStack, bench_drivers, cpu_seconds
+from streams.schemas import Alert, Observation, SchemaError, decode_frame_batch, decode_record
+from streams.topics import ALERTS, FRAMES, OBSERVATIONS, TopicSpec
+
+
+async def _read(bootstrap: str, spec: TopicSpec, idle_s: float) -> list[ConsumerRecord[Any, Any]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_bytes=64 * 1024 * 1024)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(spec.name, p) for p in range(spec.partitions)])
+        await consumer.seek_to_beginning()
+        records: list[ConsumerRecord[Any, Any]] = []
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while loop.time() - last < idle_s:
+            batch = await consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                records.extend(messages)
+                last = loop.time()
+        return records
+    finally:
+        await consumer.stop()
+
+
+def read_topic(bootstrap: str, spec: TopicSpec,
+               idle_s: float = 2.0) -> list[ConsumerRecord[Any, Any]]:
+    """Every record of a topic, all partitions, from the beginning (no consumer group)."""
+    return asyncio.run(_read(bootstrap, spec, idle_s))
+
+
+def _stats(values_s: list[float]) -> dict[str, float | int | None]:
+    if not values_s:
+        return {"n": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+    ms = np.array(values_s) * 1000
+    return {"n": len(values_s), "p50_ms": round(float(np.percentile(ms, 50)), 1),
+            "p99_ms": round(float(np.percentile(ms, 99)), 1),
+            "max_ms": round(float(ms.max()), 1)}
+
+
+def _wait_for_observations(stack: LocalStack, expected: int, timeout_s: float) -> int:
+    """Waits until the worker has published an observation per frame sent (or timeout)."""
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+    while time.monotonic() < deadline:
+        seen = len(read_topic(stack.bootstrap, OBSERVATIONS, idle_s=1.0))
+        if seen >= expected:
+            break
+        time.sleep(2.0)
+    return seen
+
+
+def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
+                   batch: int = 2, warmup_s: float = 20.0,
+                   log_dir: Path | None = None) -> dict[str, Any]:
+    """Runs the load and returns the figures (see the module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
+        logs = log_dir or Path(tmp) / "logs"
+        env = {"VIGIL_DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
+               "VIGIL_WEBHOOKS__ENABLED": "false"}
+        with LocalStack(logs, env) as stack:
+            stack.start_pipeline()
+            cams = [stack.start_camera(d, fps, batch, warmup_s + seconds)
+                    for d in bench_drivers(drivers)]
+            measured_from = time.time() + warmup_s
+            time.sleep(warmup_s)
+            pids = {"worker": stack.pid("worker"), "aggregator": stack.pid("aggregator")}
+            if stack.broker_pid is not None:
+                pids["broker"] = stack.broker_pid
+            cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+            self0 = resource.getrusage(resource.RUSAGE_SELF)
+            stack.wait_cameras()
+            sent = sum(c.stats.frames_sent for c in cams)
+            observed = _wait_for_observations(stack, sent, timeout_s=120.0)
+            # A window closes and its alerts fire a tick after the last frame.
+            time.sleep(3.0)
+            cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
+            self1 = resource.getrusage(resource.RUSAGE_SELF)
+            failed = stack.failed_children()
+            frames = read_topic(stack.bootstrap, FRAMES)
+            observations = read_topic(stack.bootstrap, OBSERVATIONS)
+            alerts = read_topic(stack.bootstrap, ALERTS)
+
+    sent_at: dict[tuple[str, int], float] = {}
+    for rec in frames:
+        try:
+            header, _ = decode_frame_batch(rec.value)
+        except SchemaError:
+            continue
+        for info in header.frames:
+            sent_at[(header.driver_id, info.seq)] = rec.timestamp / 1000
+    stages: dict[str, list[float]] = {k: [] for k in
+                                      ("capture_to_sent", "sent_to_processed",
+                                       "processed_to_published", "capture_to_observation")}
+    measured: list[Observation] = []
+    for rec in observations:
+        obs = decode_record(Observation, rec.value)
+        if obs.captured_at < measured_from:
+            continue
+        measured.append(obs)
+        published = rec.timestamp / 1000
+        sent_ts = sent_at.get((obs.driver_id, obs.seq))
+        if sent_ts is not None:
+            stages["capture_to_sent"].append(sent_ts - obs.captured_at)
+            stages["sent_to_processed"].append(obs.processed_at - sent_ts)
+        stages["processed_to_published"].append(published - obs.processed_at)
+        stages["capture_to_observation"].append(published - obs.captured_at)
+    alert_latency = [rec.timestamp / 1000 - a.detected_at
+                     for rec in alerts
+                     for a in [decode_record(Alert, rec.value)] if a.detected_at >= measured_from]
+    measured_frames = len(measured)
+    span = (max(o.processed_at for o in measured) - min(o.processed_at for o in measured)
+            if len(measured) > 1 else 0.0)
+    camera_cpu = ((self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime))
+    cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
+    cpu["cameras_and_simulator"] = camera_cpu
+    offered = drivers * fps
+    throughput = measured_frames / span if span > 0 else 0.0
+    return {
+        "drivers": drivers, "fps_per_driver": fps, "batch": batch, "seconds": seconds,
+        "warmup_s": warmup_s, "offered_fps": offered,
+        "frames_sent": sent, "observations": observed, "lost": max(0, sent - observed),
+        "measured_frames": measured_frames,
+        "throughput_fps": round(throughput, 2),
+        "sustained": throughput >= 0.97 * offered and observed >= sent,
+        "latency": {**{k: _stats(v) for k, v in stages.items()},
+                    "capture_to_alert": _stats(alert_latency)},
+        "alerts": len(alerts),
+        "cpu_ms_per_frame": {k: round(1000 * v / max(1, measured_frames), 2)
+                             for k, v in cpu.items()},
+        "failed_processes": failed,
+    }
