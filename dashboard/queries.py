@@ -21,20 +21,16 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pandas as pd
-from sqlalchemy import Table, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from streams.aggregator.config import AggregatorConfig
 from streams.errors import InputError, VigilError
 from streams.schemas import AlertReason, AlertState, Severity
-from streams.store import AlertFlag, DeliveryStatus, Store, StoredAlert, StoreUnavailableError
-from streams.store.models import WebhookDeliveryRow
+from streams.store import AlertFlag, DeliveryStatus, Store, StoredAlert
 from streams.topics import ALERTS, DEAD_LETTERS, FRAMES, OBSERVATIONS, WINDOW_METRICS, TopicSpec
 
 log = logging.getLogger(__name__)
 
 _RULES = AggregatorConfig()
-DELIVERIES: Table = WebhookDeliveryRow.__table__  # type: ignore[assignment]
 
 # Faust consumer groups (the app ids) and the topics each one consumes.
 CONSUMER_GROUPS: dict[str, tuple[TopicSpec, ...]] = {
@@ -453,10 +449,7 @@ def dead_letters(store: Store, since: float | None = None, limit: int = 50) -> p
 
 def deliveries(store: Store, limit: int = 100) -> dict[str, Any]:
     """Webhook deliveries: ``{"counts": {status: n}, "pending": frame, "failed": frame}``
-    (frames: ``alert_id, endpoint, attempts, last_status_code, last_error, created``).
-
-    The store lists only pending deliveries, so counts and failures are read from its table
-    directly (after the store's own call, which reports outages and missing schemas)."""
+    (frames: ``alert_id, endpoint, attempts, last_status_code, last_error, created``)."""
     columns = ["alert_id", "endpoint", "attempts", "last_status_code", "last_error", "created"]
 
     def frame(items: Iterable[Any]) -> pd.DataFrame:
@@ -475,25 +468,9 @@ def deliveries(store: Store, limit: int = 100) -> dict[str, Any]:
             columns=columns,
         )
 
-    pending = store.pending_deliveries(limit=limit)
-    counts = {s.value: 0 for s in DeliveryStatus}
-    try:
-        with store.engine.connect() as conn:
-            grouped = conn.execute(
-                select(DELIVERIES.c.status, func.count()).group_by(DELIVERIES.c.status)
-            ).all()
-            failed = conn.execute(
-                select(DELIVERIES)
-                .where(DELIVERIES.c.status == DeliveryStatus.FAILED.value)
-                .order_by(DELIVERIES.c.created_at.desc())
-                .limit(limit)
-            ).all()
-    except SQLAlchemyError as exc:
-        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        problem = lines[0] if lines else type(exc).__name__
-        raise StoreUnavailableError(f"database unavailable: {store.where}: {problem}") from exc
-    counts.update({status: int(n) for status, n in grouped})
-    return {"counts": counts, "pending": frame(pending), "failed": frame(failed)}
+    return {"counts": store.delivery_counts(),
+            "pending": frame(store.deliveries(DeliveryStatus.PENDING, limit)),
+            "failed": frame(store.deliveries(DeliveryStatus.FAILED, limit))}
 
 
 # --- Kafka consumer lag -------------------------------------------------------------------

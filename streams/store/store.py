@@ -804,18 +804,25 @@ class Store:
             row = conn.execute(select(DELIVERIES).where(key)).first()
         return None if row is None else _delivery(row)
 
-    def pending_deliveries(self, limit: int | None = None) -> list[Delivery]:
-        """Deliveries still to be made (e.g. in flight when a dispatcher stopped), oldest
-        first."""
-        q = (
-            select(DELIVERIES)
-            .where(DELIVERIES.c.status == DeliveryStatus.PENDING.value)
-            .order_by(DELIVERIES.c.created_at, DELIVERIES.c.alert_id, DELIVERIES.c.endpoint)
-        )
+    def deliveries(self, status: DeliveryStatus | str | None = None,
+                   limit: int | None = None) -> list[Delivery]:
+        """Deliveries (of one ``status``; pending: still to be made, e.g. in flight when a
+        dispatcher stopped), oldest first."""
+        q = select(DELIVERIES)
+        if status is not None:
+            q = q.where(DELIVERIES.c.status == _enum_value(DeliveryStatus, status, "status"))
+        q = q.order_by(DELIVERIES.c.created_at, DELIVERIES.c.alert_id, DELIVERIES.c.endpoint)
         if limit is not None:
             q = q.limit(limit)
         with self._begin() as conn:
             return [_delivery(r) for r in conn.execute(q).all()]
+
+    def delivery_counts(self) -> dict[str, int]:
+        """Deliveries per status (every status, zero included)."""
+        q = select(DELIVERIES.c.status, func.count()).group_by(DELIVERIES.c.status)
+        with self._begin() as conn:
+            counts: dict[str, int] = {status: n for status, n in conn.execute(q).all()}
+        return {s.value: int(counts.get(s.value, 0)) for s in DeliveryStatus}
 
     def delivery_attempts(self, alert_id: str, endpoint: str) -> list[Attempt]:
         """A delivery's attempts in the order they were recorded (a replayed delivery's

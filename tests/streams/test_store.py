@@ -378,7 +378,8 @@ def test_delivery_is_claimed_at_most_once(store: Store) -> None:
     a = alert("d1", T0).alert_id
     assert store.claim_delivery(a, HOOK, at=T0) is True
     assert store.claim_delivery(a, HOOK) is True  # still pending: a restart resumes it
-    assert [(d.alert_id, d.endpoint, d.status) for d in store.pending_deliveries()] == [
+    pending = store.deliveries(DeliveryStatus.PENDING)
+    assert [(d.alert_id, d.endpoint, d.status) for d in pending] == [
         (a, HOOK, DeliveryStatus.PENDING)
     ]
     store.mark_delivered(a, HOOK, at=T0 + 2)
@@ -389,7 +390,7 @@ def test_delivery_is_claimed_at_most_once(store: Store) -> None:
     d = store.delivery(a, HOOK)
     assert d is not None
     assert (d.status, d.created_at, d.delivered_at) == (DeliveryStatus.DELIVERED, T0, T0 + 2)
-    assert store.pending_deliveries() == []
+    assert store.deliveries(DeliveryStatus.PENDING) == []
     # Another endpoint is its own delivery.
     assert store.claim_delivery(a, HOOK + "/backup") is True
     assert store.row_counts()["webhook_deliveries"] == 2
@@ -404,9 +405,9 @@ def test_failed_delivery_gets_another_chance_on_replay(store: Store) -> None:
         DeliveryStatus.FAILED,
         "HTTP 503 after 5 attempts",
     )
-    assert store.pending_deliveries() == []
+    assert store.deliveries(DeliveryStatus.PENDING) == []
     assert store.claim_delivery(a, HOOK) is True
-    assert [p.status for p in store.pending_deliveries()] == [DeliveryStatus.PENDING]
+    assert [p.status for p in store.deliveries(DeliveryStatus.PENDING)] == [DeliveryStatus.PENDING]
 
 
 def test_attempts_are_recorded_in_order(store: Store) -> None:
