@@ -1,16 +1,21 @@
-"""Frame batches -> per-frame observations, one driver's state at a time (no Kafka here).
+"""Frame batches -> per-frame observations, per driver (no Kafka here).
 
-:class:`InferenceProcessor` is what the stream agent calls for each message, off the event
+:class:`InferenceProcessor` is what the stream agent's per-driver lanes call, off the event
 loop. Anything unusable becomes a dead letter carrying the original bytes and the reason:
 a malformed envelope or header (bad_schema), a batch over the size limit (oversized), a
 driver the fleet does not know (unknown_driver), a JPEG that does not decode (corrupt_frame;
 the batch's good frames are still processed). Frames already processed for a driver (a replay
-after a restart) are skipped, so observations are not duplicated.
+after a rebalance) are skipped, so observations are not duplicated.
+
+``Observation.processed_at`` is stamped when that frame's inference finished, so
+``processed_at - captured_at`` is a frame's capture-to-observation latency; a message's decode
+plus inference time is :attr:`ProcessResult.seconds`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +64,11 @@ class RawMessage:
 class ProcessResult:
     observations: list[Observation] = field(default_factory=list)
     dead_letters: list[tuple[DeadLetter, bytes]] = field(default_factory=list)
+    # Set once the message reached a driver's perception state: whose, and the capture time
+    # of its newest frame (the agent holds its offset commit by that; see workers.lanes).
+    driver_id: str | None = None
+    captured_until: float | None = None
+    seconds: float = 0.0
 
 
 @dataclass
@@ -69,8 +79,9 @@ class _DriverState:
 
 
 class InferenceProcessor:
-    """Holds every driver's perception state. Not thread-safe per driver: call it for one
-    driver's messages in order (the agent does: one partition, one driver, in order)."""
+    """Holds every driver's perception state. Different drivers may be processed in different
+    threads at once; one driver's messages must be processed in order, one at a time (the
+    agent's per-driver lanes do that)."""
 
     def __init__(
         self,
@@ -84,17 +95,28 @@ class InferenceProcessor:
         self.max_batch_bytes = max_batch_bytes
         self.clock = clock
         self._drivers: dict[str, _DriverState] = {}
+        self._lock = threading.Lock()  # guards _drivers, not the states in it
+
+    def process_batch(self, msgs: list[RawMessage]) -> list[ProcessResult]:
+        """One executor call for a lane's queued messages (one driver, in order).
+
+        The seam for batched model heads: per-frame perception is sequential per driver, but
+        the crops it yields could be gathered here and run through the networks together."""
+        return [self.process_safely(msg) for msg in msgs]
 
     def process_safely(self, msg: RawMessage) -> ProcessResult:
         """:meth:`process`, with any unexpected failure set aside as a processing_error dead
         letter (traceback logged) so one bad message never stops the stream."""
+        start = time.perf_counter()
         try:
-            return self.process(msg)
+            result = self.process(msg)
         except Exception as exc:
             log.exception("processing %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
             letter = msg.dead_letter(DeadLetterReason.PROCESSING_ERROR,
                                      f"{type(exc).__name__}: {exc}")
-            return ProcessResult(dead_letters=[(letter, msg.value)])
+            result = ProcessResult(dead_letters=[(letter, msg.value)])
+        result.seconds = time.perf_counter() - start
+        return result
 
     def process(self, msg: RawMessage) -> ProcessResult:
         result = ProcessResult()
@@ -113,13 +135,14 @@ class InferenceProcessor:
             header, images = decode_frame_batch(msg.value, self.max_batch_bytes)
         except SchemaError as exc:
             return dead(DeadLetterReason.BAD_SCHEMA, str(exc))
-        if key is not None and key != header.driver_id:
+        if key != header.driver_id:  # lanes go by key: keyless frames could race a lane
             return dead(DeadLetterReason.BAD_SCHEMA,
                         f"message key {key!r} differs from driver {header.driver_id!r}")
         if self.known_drivers is not None and header.driver_id not in self.known_drivers:
             return dead(DeadLetterReason.UNKNOWN_DRIVER,
                         f"driver {header.driver_id!r} is not registered")
         state = self._state(header)
+        result.driver_id, result.captured_until = header.driver_id, header.frames[-1].captured_at
         corrupt = []
         for info, jpeg in zip(header.frames, images, strict=True):
             if info.seq <= state.last_seq:
@@ -147,14 +170,20 @@ class InferenceProcessor:
     def _state(self, header: FrameBatchHeader) -> _DriverState:
         state = self._drivers.get(header.driver_id)
         if state is None:
-            state = _DriverState(self._make(header.fps), header.vehicle_id)
-            self._drivers[header.driver_id] = state
+            # Lanes of different drivers get here at once; the lock keeps the dict, and
+            # close(), consistent. Loading models one at a time costs only at start-up.
+            with self._lock:
+                state = self._drivers.get(header.driver_id)
+                if state is None:
+                    state = _DriverState(self._make(header.fps), header.vehicle_id)
+                    self._drivers[header.driver_id] = state
         return state
 
     def close(self) -> None:
-        for state in self._drivers.values():
-            state.perception.close()
-        self._drivers.clear()
+        with self._lock:
+            for state in self._drivers.values():
+                state.perception.close()
+            self._drivers.clear()
 
 
 def _observation(header: FrameBatchHeader, captured_at: float, r: FrameResult,

@@ -1,7 +1,9 @@
-"""Settings of the perception layer (environment prefix ``VIGIL_PERCEPTION__``)."""
+"""Settings of the perception layer (``VIGIL_PERCEPTION__``) and of the inference worker
+(``VIGIL_WORKER__``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -28,3 +30,28 @@ class PerceptionSettings(BaseSettings):
     max_frame_side: int = 1920
     # Video files larger than this are refused rather than read for minutes.
     max_file_bytes: int = 8 * 1024**3
+
+
+def _default_threads() -> int:
+    return min(os.cpu_count() or 1, 4)
+
+
+class WorkerSettings(BaseSettings):
+    """The inference worker's concurrency and restart behaviour; every field can be set as
+    VIGIL_WORKER__<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_WORKER__", extra="ignore")
+
+    # Threads running inference; lanes of different drivers use them concurrently (the face
+    # engine's native code releases the GIL).
+    inference_threads: int = Field(default_factory=_default_threads, ge=1)
+    # Consumed messages not yet inferred and published; beyond it the agent stops taking
+    # more, so memory stays bounded while the worker is behind.
+    max_in_flight: int = Field(default=64, ge=1)
+    # Messages of one driver inferred in one executor call when a backlog has built up.
+    max_lane_batch: int = Field(default=16, ge=1)
+    # Offsets are committed only this many seconds (capture time) behind each driver's newest
+    # frame, so a restarted worker replays that much and rebuilds the perception state (eye
+    # baseline, PERCLOS, a closure in progress: 60 s windows) before its first new frame. The
+    # cost: after a crash, this much of every driver's video is inferred again.
+    replay_warmup_s: float = Field(default=60.0, ge=0)

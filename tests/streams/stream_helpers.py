@@ -1,5 +1,6 @@
-"""Stream test helpers: reading topics back with a real consumer (aiokafka), running
-`vigil` subcommands as real processes."""
+"""Stream test helpers: reading topics back with a real consumer (aiokafka), once or following
+them as records arrive; running `vigil` subcommands as real processes, or a Faust app in this
+process."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 
@@ -39,6 +45,61 @@ def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0, max_s: float = 3
     return asyncio.run(_read(bootstrap, topic, idle_s, max_s))
 
 
+class TopicFollower:
+    """Every record of a topic, from the start, read by a background consumer as they arrive.
+    It joins no group (it assigns itself every partition), so there is no join to wait for."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self._records: list[ConsumerRecord] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True,
+                                        name=f"follow-{topic}")
+
+    async def _run(self) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                    auto_offset_reset="earliest",
+                                    max_partition_fetch_bytes=8 * 1024 * 1024)
+        await consumer.start()
+        try:
+            await consumer.topics()  # fetches the metadata partitions_for_topic reads
+            partitions = consumer.partitions_for_topic(self.topic) or set()
+            consumer.assign([TopicPartition(self.topic, p) for p in sorted(partitions)])
+            await consumer.seek_to_beginning()
+            while not self._stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200)
+                with self._lock:
+                    for messages in batch.values():
+                        self._records.extend(messages)
+        finally:
+            await consumer.stop()
+
+    @property
+    def records(self) -> list[ConsumerRecord]:
+        """What has arrived so far, in order per partition."""
+        with self._lock:
+            return list(self._records)
+
+    def wait_for(self, predicate: Callable[[list[ConsumerRecord]], bool], timeout_s: float,
+                 what: Callable[[], str] = lambda: "") -> list[ConsumerRecord]:
+        """The records once ``predicate`` holds for them; AssertionError (with ``what()``)
+        when it does not within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not predicate(records := self.records):
+            assert time.monotonic() < deadline, f"{self.topic}: {len(records)} records; {what()}"
+            time.sleep(0.1)
+        return records
+
+    def __enter__(self) -> TopicFollower:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Starts `vigil ARGS` with extra environment, output to ``log``."""
     with log.open("wb") as out:
@@ -52,3 +113,34 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@contextmanager
+def running_app(app: faust.App) -> Iterator[None]:
+    """Runs ``app`` against its broker in a thread with its own event loop, so a test can
+    reach into what the app calls; stops it on exit and re-raises what crashed it."""
+    stop, failures = threading.Event(), []
+
+    async def main() -> None:
+        await app.start()
+        try:
+            while not stop.is_set() and not app.should_stop:
+                await asyncio.sleep(0.1)
+        finally:
+            await app.stop()
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, name=f"faust-{app.conf.id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(60)
+    if failures:
+        raise failures[0]

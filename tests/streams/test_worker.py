@@ -1,5 +1,6 @@
 """`vigil worker` as a real process against the real broker: observations out, every kind of
-bad input set aside on the dead-letter topic, and the stream keeps flowing."""
+bad input set aside on the dead-letter topic, and the stream keeps flowing. And the worker's
+app in this process: a driver whose inference blocks stalls no other driver."""
 
 from __future__ import annotations
 
@@ -7,18 +8,25 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from kafka import KafkaProducer
 from skimage import data
-from stream_helpers import read_topic
+from stream_helpers import TopicFollower, read_topic, running_app
 
 from streams.broker import EmbeddedBroker
 from streams.schemas import DeadLetter, FrameBatchHeader, FrameInfo, encode_frame_batch
 from streams.topics import DEAD_LETTERS, FRAMES, OBSERVATIONS
+from workers.agent import build_worker_app
+from workers.face import FaceDetection
+from workers.inference import InferenceProcessor, ProcessResult, RawMessage
+from workers.perception import DriverPerception
+from workers.settings import WorkerSettings
 
 
 def frame_batch(driver: str, first_seq: int, jpegs: list[bytes]) -> bytes:
@@ -110,3 +118,71 @@ def test_worker_observes_frames_and_dead_letters_bad_input(own_broker, worker) -
     assert prefix == sends[4][1][: DeadLetter.MAX_PAYLOAD]
     assert "Crashed" not in Path(log).read_text()
     assert proc.poll() is None, Path(log).read_text()[-2000:]
+
+
+class NoFaces:
+    """A face engine that sees nobody: the test is about scheduling, not faces."""
+
+    name = "none"
+
+    def detect(self, frame_bgr: np.ndarray, timestamp_ms: int) -> list[FaceDetection]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class GatedProcessor(InferenceProcessor):
+    """Driver "slow" blocks in inference until ``gate`` is set."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__(lambda fps: DriverPerception(NoFaces(), fps=fps))
+        self.gate, self.slow_started = gate, threading.Event()
+
+    def process(self, msg: RawMessage) -> ProcessResult:
+        if msg.key == b"slow":
+            self.slow_started.set()
+            self.gate.wait(120)  # reached only if the fast driver's frames never got through
+        return super().process(msg)
+
+
+def test_a_blocked_driver_does_not_stall_another() -> None:
+    """Both drivers on one partition, the slow one first: the fast one's observations must
+    reach the broker while the slow one is still blocked (the test releases it only once it
+    has read them), then the slow one's follow. A worker inferring one message at a time
+    would wait on the gate."""
+    gate = threading.Event()
+    processor = GatedProcessor(gate)
+    _, buf = cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))
+    jpeg = buf.tobytes()
+    with EmbeddedBroker() as broker:
+        broker.create_topics()
+        app, close = build_worker_app(broker.bootstrap, app_id="vigil-test-lanes",
+                                      worker=WorkerSettings(inference_threads=2),
+                                      processor=processor)
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+
+        def send(driver: str, first_seq: int) -> None:
+            producer.send(FRAMES.name, key=driver.encode(), partition=0,
+                          value=frame_batch(driver, first_seq, [jpeg] * 2)).get(timeout=30)
+
+        def seqs(records, driver: str) -> list[int]:
+            return sorted(json.loads(r.value)["seq"] for r in records
+                          if r.key == driver.encode())
+
+        try:
+            with running_app(app), TopicFollower(broker.bootstrap,
+                                                 OBSERVATIONS.name) as observations:
+                send("slow", 0)
+                assert processor.slow_started.wait(120), "the worker never took the slow batch"
+                for first in (0, 2, 4):
+                    send("fast", first)
+                observed = observations.wait_for(lambda rs: len(seqs(rs, "fast")) == 6, 90)
+                assert seqs(observed, "slow") == []  # still blocked
+                gate.set()
+                observed = observations.wait_for(lambda rs: seqs(rs, "slow") == [0, 1], 90)
+            assert seqs(observed, "fast") == list(range(6))
+        finally:
+            gate.set()
+            producer.close()
+            close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import cv2
 import numpy as np
@@ -102,10 +104,44 @@ def test_unknown_driver_is_dead_lettered(processor, face_jpeg) -> None:
     assert letter.reason is DeadLetterReason.UNKNOWN_DRIVER and "mallory" in letter.error
 
 
-def test_key_must_match_the_driver(processor, face_jpeg) -> None:
-    result = processor.process(msg(batch("ann", 0, [face_jpeg]), key=b"bob"))
+@pytest.mark.parametrize("key", [b"bob", None], ids=["other-driver", "no-key"])
+def test_key_must_match_the_driver(processor, face_jpeg, key) -> None:
+    """The worker's lanes go by key: a batch under another key (or none) could be processed
+    alongside its driver's own lane, so it is set aside before touching any state."""
+    result = processor.process(msg(batch("ann", 0, [face_jpeg]), key=key))
     (letter, _), = result.dead_letters
     assert letter.reason is DeadLetterReason.BAD_SCHEMA and "differs" in letter.error
+    assert result.driver_id is None
+
+
+def test_drivers_processed_in_parallel_threads_match_one_at_a_time(face_jpeg) -> None:
+    """Two drivers' lanes in two threads: each driver's observations are what a processor
+    running one message at a time gives (per-driver state and face engines are separate)."""
+    flipped = jpeg(cv2.flip(cv2.imdecode(np.frombuffer(face_jpeg, np.uint8), 1), 1))
+    lanes = {
+        driver: [msg(batch(driver, 3 * k, [image] * 3, batch_seq=k), key=driver.encode(),
+                     offset=k) for k in range(3)]
+        for driver, image in (("ann", face_jpeg), ("bob", flipped))
+    }
+
+    def run(processor: InferenceProcessor, driver: str) -> list[dict]:
+        results = processor.process_batch(lanes[driver])
+        assert all(r.driver_id == driver and r.seconds > 0 for r in results)
+        return [o.model_dump(exclude={"processed_at"}) for r in results for o in r.observations]
+
+    def make(fps: float) -> DriverPerception:
+        return DriverPerception(create_backend("mediapipe"), fps=fps)
+
+    one_at_a_time, parallel = InferenceProcessor(make), InferenceProcessor(make)
+    try:
+        expected = {driver: run(one_at_a_time, driver) for driver in lanes}
+        with ThreadPoolExecutor(2) as pool:
+            got = dict(zip(lanes, pool.map(partial(run, parallel), lanes), strict=True))
+    finally:
+        one_at_a_time.close()
+        parallel.close()
+    assert got == expected
+    assert all(len(obs) == 9 and obs[-1]["face_present"] for obs in got.values())
 
 
 def test_unexpected_failure_is_a_processing_error_not_a_crash(face_jpeg) -> None:
