@@ -261,11 +261,12 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     lat = result["latency"]
     sys.stdout.write(
         f"{result['drivers']} drivers x {result['fps_per_driver']:g} fps "
-        f"(offered {result['offered_fps']:g} frames/s, batches of {result['batch']}): "
-        f"{result['throughput_fps']:.1f} frames/s end to end, sustained: {result['sustained']}, "
+        f"(offered {result['offered_fps']:g} frames/s, captured {result['captured_fps']:.1f}, "
+        f"batches of {result['batch']}): {result['throughput_fps']:.1f} frames/s end to end, "
+        f"sustained: {result['sustained']}, "
         f"lost {result['lost']} of {result['frames_sent']}\n")
     for stage, st in lat.items():
-        sys.stdout.write(f"  {stage:24s} p50 {_fmt(st['p50_ms'])} ms  p99 {_fmt(st['p99_ms'])} ms"
+        sys.stdout.write(f"  {stage:34s} p50 {_fmt(st['p50_ms'])} ms  p99 {_fmt(st['p99_ms'])} ms"
                          f"  max {_fmt(st['max_ms'])} ms  (n={st['n']})\n")
     cpu = ", ".join(f"{k} {v:.1f}" for k, v in result["cpu_ms_per_frame"].items())
     sys.stdout.write(f"  CPU ms per frame: {cpu}\n")
