@@ -240,7 +240,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     demo = Demo(log_dir, fps=args.fps, dashboard_port=args.port,
-                dashboard=not args.no_dashboard, bootstrap=args.bootstrap, say=say,
+                dashboard=not args.no_dashboard, watch_dashboard=args.watch_dashboard,
+                bootstrap=args.bootstrap, say=say,
                 debug=args.debug)
     try:
         demo.run(args.seconds)
@@ -338,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=10.0, help="frames/s of each simulated camera")
     p.add_argument("--port", type=int, default=8501, help="dashboard port")
     p.add_argument("--no-dashboard", action="store_true")
+    p.add_argument("--watch-dashboard", action="store_true",
+                   help="read the fleet page in headless Chromium and report when each "
+                   "driver's alert shows there (needs Debian's chromium)")
     p.add_argument("--bootstrap", help="use this Kafka instead of the embedded broker")
     p.add_argument("--log-dir", help="where the processes' logs go (default: a temp dir)")
 

@@ -9,6 +9,7 @@ store (what the dashboard shows) and the webhook receiver.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -16,20 +17,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.errors import VigilError
 from streams.local import DEMO_DRIVERS, LocalStack, SimDriver
-from streams.schemas import AlertReason
 from streams.store import Store
 from streams.store.settings import DatabaseSettings
 from streams.webhooks.receiver import BackgroundReceiver
 from streams.webhooks.signing import generate_secret
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from dashboard.browser import DevTools
 
-# What counts as the drowsy driver's alert in the report.
-DROWSY_REASONS = {AlertReason.MICROSLEEP, AlertReason.SLEEP, AlertReason.DROWSINESS}
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,6 +39,8 @@ class DemoReport:
     ready_s: dict[str, float] = field(default_factory=dict)  # dashboard, cameras
     first_alert_stored_s: dict[str, float] = field(default_factory=dict)  # per driver
     first_webhook_s: dict[str, float] = field(default_factory=dict)  # per driver
+    # per driver: its card on the fleet page, read by headless Chromium, shows an open alert
+    first_on_dashboard_s: dict[str, float] = field(default_factory=dict)
     alerts_stored: int = 0
     webhooks_received: int = 0
 
@@ -52,10 +54,12 @@ class Demo:
 
     def __init__(self, log_dir: Path, *, drivers: Sequence[SimDriver] = DEMO_DRIVERS,
                  fps: float = 10.0, batch: int = 2, dashboard_port: int = 8501,
-                 dashboard: bool = True, bootstrap: str | None = None,
+                 dashboard: bool = True, watch_dashboard: bool = False,
+                 bootstrap: str | None = None,
                  say: Callable[[str], None] = log.info, debug: bool = False) -> None:
         self.log_dir, self.drivers, self.fps, self.batch = log_dir, list(drivers), fps, batch
         self.dashboard_port, self.dashboard = dashboard_port, dashboard
+        self.watch_dashboard = watch_dashboard and dashboard
         self.bootstrap, self.say, self.debug = bootstrap, say, debug
         self.report = DemoReport()
         self._t0 = time.monotonic()
@@ -101,7 +105,14 @@ class Demo:
                              f"simulated {d.profile} driver at {self.fps:g} fps")
                 self.report.ready_s["cameras"] = self._elapsed()
                 self.say("Ctrl-C stops everything.")
-                self._watch(stack, store, seconds)
+                with contextlib.ExitStack() as browser:
+                    page = None
+                    if dashboard_url and self.watch_dashboard:
+                        from dashboard.browser import chromium
+
+                        page = browser.enter_context(chromium(self.log_dir))
+                        page.open(dashboard_url + "/")
+                    self._watch(stack, store, seconds, page)
         return self.report
 
     def _start_dashboard(self, stack: LocalStack) -> str:
@@ -113,9 +124,12 @@ class Demo:
         self.report.ready_s["dashboard"] = self._elapsed()
         return url
 
-    def _watch(self, stack: LocalStack, store: Store, seconds: float | None) -> None:
+    def _watch(self, stack: LocalStack, store: Store, seconds: float | None,
+               page: DevTools | None) -> None:
         seen: set[str] = set()
         while seconds is None or time.monotonic() - self._t0 < seconds:
+            if page is not None:
+                self._read_fleet_page(page.text())
             failed = stack.failed_children()
             if failed:
                 raise VigilError("a demo process stopped:\n" + "\n".join(failed))
@@ -128,3 +142,14 @@ class Demo:
                 self.say(f"[{self._elapsed():6.1f} s] alert    {alert.severity.value}: "
                          f"{alert.message} ({self._names.get(alert.driver_id, alert.driver_id)})")
             time.sleep(1.0)
+
+    def _read_fleet_page(self, text: str) -> None:
+        """Notes when each driver's card first shows an open alert (a card runs from the
+        driver's name to its "Details" link)."""
+        for driver_id, name in self._names.items():
+            start = text.find(name)
+            card = text[start:text.find("Details", start)] if start >= 0 else ""
+            shows = "open alert" in card and "No open alerts" not in card
+            if shows and driver_id not in self.report.first_on_dashboard_s:
+                self.report.first_on_dashboard_s[driver_id] = self._elapsed()
+                self.say(f"[{self._elapsed():6.1f} s] dashboard shows {name}'s open alert")

@@ -1,5 +1,6 @@
 """`vigil demo`, the README's main command, as a user runs it: a real process tree that
-alerts on the drowsy driver, serves the dashboard, and leaves nothing behind on Ctrl-C."""
+alerts on the drowsy driver (store, signed webhook, the dashboard in a real browser) and
+leaves nothing behind on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def test_demo_alerts_on_the_drowsy_driver_and_ctrl_c_leaves_no_process(
            mark.split("=")[0]: mark.split("=")[1]}
     out = (tmp_path / "demo.out").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "demo", "--port", str(port),
+        [sys.executable, "-m", "streams.cli", "demo", "--port", str(port), "--watch-dashboard",
          "--log-dir", str(tmp_path / "logs")],
         stdout=out, stderr=subprocess.STDOUT, env=env,
     )
@@ -65,11 +66,13 @@ def test_demo_alerts_on_the_drowsy_driver_and_ctrl_c_leaves_no_process(
             assert r.read().strip() == b"ok"
         names = {e.driver_id: e.name for e in store.fleet_overview()}
         assert names["drv-ben"] == "Ben Okafor" and len(names) == 3
-        # The webhook reaches the local receiver, which verified its signature.
-        while time.monotonic() < deadline and "signature ok" not in text:
+        # The webhook reaches the local receiver, which verified its signature, and the
+        # fleet page, read in headless Chromium, shows the alert on Ben's card.
+        wanted = ("signature ok", "dashboard shows Ben Okafor's open alert")
+        while time.monotonic() < deadline and not all(w in text for w in wanted):
             time.sleep(1)
             text = (tmp_path / "demo.out").read_text()
-        assert "signature ok" in text, text
+        assert all(w in text for w in wanted), text
         assert len(_marked_processes(mark)) >= 4  # demo, broker, worker, aggregator, dashboard
     finally:
         proc.send_signal(signal.SIGINT)
@@ -84,6 +87,7 @@ def test_demo_alerts_on_the_drowsy_driver_and_ctrl_c_leaves_no_process(
     summary = json.loads(text.split("summary ", 1)[1].splitlines()[0])
     assert "drv-ben" in summary["first_alert_stored_s"]
     assert "drv-ben" in summary["first_webhook_s"]
+    assert "drv-ben" in summary["first_on_dashboard_s"]
     leftovers = []
     for _ in range(20):  # children exit asynchronously after their session's SIGTERM
         leftovers = _marked_processes(mark)
