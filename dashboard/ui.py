@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -155,6 +155,19 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def words(value: str) -> str:
     """An enum value as words: ``camera_blocked`` -> ``Camera blocked``."""
     return value.replace("_", " ").capitalize()
+
+
+def driver_identity(row: Mapping[str, Any] | pd.Series, *, large: bool) -> None:
+    """A driver's status stripe, name, status badge, ids and when last seen (a fleet card,
+    ``large`` for the driver page's header)."""
+    status_stripe(row["status"])
+    if large:
+        st.subheader(escape(row["name"]))
+    else:
+        st.markdown(f"**{escape(row['name'])}**")
+    status_badge(row["status"])
+    st.caption(f"{escape(row['driver_id'])} · vehicle {escape(row['vehicle_id'])} · "
+               f"last seen {ago(row['seen_ago_s'])}")
 
 
 def escape(text: str) -> str:

@@ -128,13 +128,7 @@ def _charts(store: Store, driver_id: str, span: float) -> None:
 
 def _header(me: pd.Series) -> None:
     with st.container(border=True):
-        ui.status_stripe(me["status"])
-        st.subheader(ui.escape(me["name"]))
-        ui.status_badge(me["status"])
-        st.caption(
-            f"{ui.escape(me['driver_id'])} · vehicle {ui.escape(me['vehicle_id'])} · "
-            f"last seen {ui.ago(me['seen_ago_s'])}"
-        )
+        ui.driver_identity(me, large=True)
         with st.container(horizontal=True):
             st.metric("PERCLOS", ui.fmt(me["perclos"], ".0%"))
             st.metric("Fatigue score", ui.fmt(me["fatigue_score"]))

@@ -70,13 +70,7 @@ def _cards(fleet: pd.DataFrame) -> None:
 
 
 def _card(row: dict[str, Any]) -> None:
-    ui.status_stripe(row["status"])
-    st.markdown(f"**{ui.escape(row['name'])}**")
-    ui.status_badge(row["status"])
-    st.caption(
-        f"{ui.escape(row['driver_id'])} · vehicle {ui.escape(row['vehicle_id'])} · "
-        f"seen {ui.ago(row['seen_ago_s'])}"
-    )
+    ui.driver_identity(row, large=False)
     with st.container(horizontal=True):
         st.metric("PERCLOS", ui.fmt(row["perclos"], ".0%"))
         st.metric("Fatigue", ui.fmt(row["fatigue_score"]))

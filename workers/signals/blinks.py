@@ -84,7 +84,6 @@ class BlinkDetector:
         self._perclos = deque[tuple[float, bool]]()
         self._perclos_closed = 0
         self._blink_times = deque[float]()
-        self.events: list[EyeEvent] = []
 
     @property
     def frame_interval(self) -> float:
@@ -180,7 +179,7 @@ class BlinkDetector:
             kind = "microsleep"
         if kind == "blink":
             self._blink_times.append(sp.t)
-        event = EyeEvent(
+        return EyeEvent(
             kind=kind,
             start_frame=s0.frame,
             peak_frame=sp.frame,
@@ -196,5 +195,3 @@ class BlinkDetector:
             closed_duration_s=closed_duration,
             frequency_per_min=self.blink_rate(sp.t),
         )
-        self.events.append(event)
-        return event
