@@ -152,13 +152,23 @@ class LocalStack:
         return self._broker.pid if self._broker is not None else None
 
     def stop(self) -> None:
+        """Stops cameras, then children (SIGTERM, SIGKILL after a grace period), then the
+        broker. Interrupted again while stopping (a second Ctrl-C), it kills what is left at
+        once rather than leave it running."""
+        try:
+            self._stop(grace_s=20.0)
+        except KeyboardInterrupt:
+            self._stop(grace_s=0.0)
+            raise
+
+    def _stop(self, grace_s: float) -> None:
         for agent, _ in self._cameras:
             agent.stop()
         for _, thread in self._cameras:
-            thread.join(20.0)
-        for child in reversed(self._children):
-            stop_child(child.proc)
-        self._children.clear()
+            thread.join(grace_s)
+        while self._children:
+            stop_child(self._children[-1].proc, grace_s)
+            self._children.pop()
         if self._broker is not None:
             self._broker.stop()
             self._broker = None
