@@ -1,1 +1,7 @@
-"""PyTorch networks from the papers in shared/papers (fatigue, AUs, blinks, balancing GAN)."""
+"""The papers' networks in plain PyTorch, behind one registry:
+``models.create_model(name, **overrides)``; checkpoints in :mod:`models.checkpoint`."""
+
+from models import fatigue  # noqa: F401  (registers its networks)
+from models.registry import ModelError, create_model, list_models
+
+__all__ = ["ModelError", "create_model", "list_models"]

@@ -276,6 +276,15 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     return 1 if result["failed_processes"] else 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from models import create_model, list_models
+
+    for entry in list_models():
+        params = sum(p.numel() for p in create_model(entry.name).parameters())
+        sys.stdout.write(f"{entry.name:28s} {params / 1e6:7.2f} M params  {entry.summary}\n")
+    return 0
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
@@ -344,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "driver's alert shows there (needs Debian's chromium)")
     p.add_argument("--bootstrap", help="use this Kafka instead of the embedded broker")
     p.add_argument("--log-dir", help="where the processes' logs go (default: a temp dir)")
+
+    add("models", cmd_models, "the registered networks with their parameter counts")
 
     p = add("db", cmd_db, "database schema: migrate to the latest, or show status")
     p.add_argument("action", choices=["migrate", "status"])

@@ -1,0 +1,77 @@
+"""The model registry: ``create_model(name, **overrides)`` builds any registered network.
+
+A network module registers a builder with :func:`register_model`; its keyword arguments and
+their defaults are the model's configuration, which checkpoints store so the same model can
+be rebuilt (:mod:`models.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from torch import nn
+
+from streams.errors import VigilError
+
+Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
+
+
+class ModelError(VigilError):
+    """An unknown model, bad arguments, or an unusable checkpoint."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    summary: str
+
+    def defaults(self) -> dict[str, Any]:
+        """The builder's keyword arguments and their defaults."""
+        params = inspect.signature(self.builder).parameters.values()
+        return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: registers ``builder`` as ``name`` (its docstring's first line summarises)."""
+
+    def register(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ModelError(f"model {name!r} is already registered")
+        summary = (inspect.getdoc(builder) or "").split("\n", 1)[0]
+        _REGISTRY[name] = ModelEntry(name, builder, summary)
+        return builder
+
+    return register
+
+
+def unregister_model(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def model_entry(name: str) -> ModelEntry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none registered"
+        raise ModelError(f"unknown model {name!r}; choose one of: {known}") from None
+
+
+def list_models() -> list[ModelEntry]:
+    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """The network ``name`` built with its defaults updated by ``overrides``."""
+    entry = model_entry(name)
+    unknown = sorted(set(overrides) - set(entry.defaults()))
+    if unknown:
+        raise ModelError(f"model {name!r} has no argument(s) {unknown}; it takes "
+                         f"{sorted(entry.defaults())}")
+    return entry.builder(**overrides)
