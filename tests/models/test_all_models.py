@@ -10,6 +10,7 @@ from models import create_model, list_models
 # A tiny input per registered model; a model registered without one fails here.
 TINY_INPUTS = {
     "fatigue-nonlocal-r3d18": (2, 3, 16, 32, 32),
+    "satnet": (1, 2, 3, 32, 32),
 }
 
 
