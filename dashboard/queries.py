@@ -26,17 +26,12 @@ from streams.aggregator.config import AggregatorConfig
 from streams.errors import InputError, VigilError
 from streams.schemas import AlertReason, AlertState, Severity
 from streams.store import AlertFlag, DeliveryStatus, Store, StoredAlert
-from streams.topics import ALERTS, DEAD_LETTERS, FRAMES, OBSERVATIONS, WINDOW_METRICS, TopicSpec
+from streams.topics import CONSUMER_GROUPS, TopicSpec
 
 log = logging.getLogger(__name__)
 
 _RULES = AggregatorConfig()
 
-# Faust consumer groups (the app ids) and the topics each one consumes.
-CONSUMER_GROUPS: dict[str, tuple[TopicSpec, ...]] = {
-    "vigil-inference": (FRAMES,),
-    "vigil-aggregator": (OBSERVATIONS, WINDOW_METRICS, ALERTS, DEAD_LETTERS),
-}
 
 
 # --- driver status ----------------------------------------------------------------------

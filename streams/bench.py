@@ -33,20 +33,23 @@ from aiokafka.structs import ConsumerRecord
 
 from streams.local import LocalStack, bench_drivers, cpu_seconds
 from streams.schemas import Alert, Observation, SchemaError, decode_frame_batch, decode_record
-from streams.topics import ALERTS, FRAMES, OBSERVATIONS, TopicSpec
+from streams.topics import ALERTS, FRAMES, OBSERVATIONS
 
 
-async def _read(bootstrap: str, spec: TopicSpec, idle_s: float) -> list[ConsumerRecord[Any, Any]]:
+async def _read(bootstrap: str, topic: str, idle_s: float, max_s: float
+                ) -> list[ConsumerRecord[Any, Any]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 fetch_max_bytes=64 * 1024 * 1024)
     await consumer.start()
     try:
-        consumer.assign([TopicPartition(spec.name, p) for p in range(spec.partitions)])
+        await consumer.topics()  # fetches the metadata partitions_for_topic reads
+        partitions = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         await consumer.seek_to_beginning()
         records: list[ConsumerRecord[Any, Any]] = []
         loop = asyncio.get_running_loop()
-        last = loop.time()
-        while loop.time() - last < idle_s:
+        start = last = loop.time()
+        while loop.time() - last < idle_s and loop.time() - start < max_s:
             batch = await consumer.getmany(timeout_ms=200)
             for messages in batch.values():
                 records.extend(messages)
@@ -56,10 +59,12 @@ async def _read(bootstrap: str, spec: TopicSpec, idle_s: float) -> list[Consumer
         await consumer.stop()
 
 
-def read_topic(bootstrap: str, spec: TopicSpec,
-               idle_s: float = 2.0) -> list[ConsumerRecord[Any, Any]]:
-    """Every record of a topic, all partitions, from the beginning (no consumer group)."""
-    return asyncio.run(_read(bootstrap, spec, idle_s))
+def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0, max_s: float = 300.0
+               ) -> list[ConsumerRecord[Any, Any]]:
+    """Every record of ``topic``, all partitions, from the beginning, reading until ``idle_s``
+    pass without news (or ``max_s`` in all). Joins no consumer group, so nothing waits for a
+    group join."""
+    return asyncio.run(_read(bootstrap, topic, idle_s, max_s))
 
 
 def _stats(values_s: list[float]) -> dict[str, float | int | None]:
@@ -76,7 +81,7 @@ def _wait_for_observations(stack: LocalStack, expected: int, timeout_s: float) -
     deadline = time.monotonic() + timeout_s
     seen = 0
     while time.monotonic() < deadline:
-        seen = len(read_topic(stack.bootstrap, OBSERVATIONS, idle_s=1.0))
+        seen = len(read_topic(stack.bootstrap, OBSERVATIONS.name, idle_s=1.0))
         if seen >= expected:
             break
         time.sleep(2.0)
@@ -103,16 +108,16 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
             cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
             self0 = resource.getrusage(resource.RUSAGE_SELF)
             stack.wait_cameras()
+            self1 = resource.getrusage(resource.RUSAGE_SELF)  # before reading topics back
             sent = sum(c.stats.frames_sent for c in cams)
             observed = _wait_for_observations(stack, sent, timeout_s=120.0)
             # A window closes and its alerts fire a tick after the last frame.
             time.sleep(3.0)
             cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
-            self1 = resource.getrusage(resource.RUSAGE_SELF)
             failed = stack.failed_children()
-            frames = read_topic(stack.bootstrap, FRAMES)
-            observations = read_topic(stack.bootstrap, OBSERVATIONS)
-            alerts = read_topic(stack.bootstrap, ALERTS)
+            frames = read_topic(stack.bootstrap, FRAMES.name)
+            observations = read_topic(stack.bootstrap, OBSERVATIONS.name)
+            alerts = read_topic(stack.bootstrap, ALERTS.name)
 
     sent_at: dict[tuple[str, int], float] = {}
     for rec in frames:

@@ -28,3 +28,11 @@ DEAD_LETTERS = TopicSpec(
 )
 
 ALL_TOPICS = (FRAMES, OBSERVATIONS, WINDOW_METRICS, ALERTS, DEAD_LETTERS)
+
+# Consumer groups (the Faust app ids) and the topics each consumes, for lag monitoring.
+WORKER_GROUP = "vigil-inference"
+AGGREGATOR_GROUP = "vigil-aggregator"
+CONSUMER_GROUPS: dict[str, tuple[TopicSpec, ...]] = {
+    WORKER_GROUP: (FRAMES,),
+    AGGREGATOR_GROUP: (OBSERVATIONS, WINDOW_METRICS, ALERTS, DEAD_LETTERS),
+}

@@ -17,7 +17,7 @@ from faust.types.tuples import Message
 
 from streams.app import bind_topic, create_app
 from streams.schemas import DeadLetter
-from streams.topics import DEAD_LETTERS, FRAMES, OBSERVATIONS
+from streams.topics import DEAD_LETTERS, FRAMES, OBSERVATIONS, WORKER_GROUP
 from workers.inference import InferenceProcessor, ProcessResult, RawMessage
 from workers.lanes import LaneDispatcher
 from workers.perception import open_perception
@@ -30,7 +30,7 @@ RELEASE_EVERY_S = 1.0
 
 def build_worker_app(
     bootstrap: str, known_drivers: frozenset[str] | None = None,
-    settings: PerceptionSettings | None = None, app_id: str = "vigil-inference", *,
+    settings: PerceptionSettings | None = None, app_id: str = WORKER_GROUP, *,
     worker: WorkerSettings | None = None, processor: InferenceProcessor | None = None,
 ) -> tuple[faust.App, Callable[[], None]]:
     """The app and a function releasing the models once the worker has stopped.

@@ -28,7 +28,13 @@ from streams.schemas import (
 )
 from streams.sinks import register_sinks
 from streams.store import Store
-from streams.topics import ALERTS, DEAD_LETTERS, OBSERVATIONS, WINDOW_METRICS
+from streams.topics import (
+    AGGREGATOR_GROUP,
+    ALERTS,
+    DEAD_LETTERS,
+    OBSERVATIONS,
+    WINDOW_METRICS,
+)
 from streams.webhooks.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
@@ -37,7 +43,7 @@ TICK_S = 1.0
 
 
 def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings | None = None,
-                         app_id: str = "vigil-aggregator"
+                         app_id: str = AGGREGATOR_GROUP
                          ) -> tuple[faust.App, Callable[[], None]]:
     """The app (aggregator + store/webhook sinks) and a function to call after it stopped."""
     app = create_app(app_id, bootstrap)

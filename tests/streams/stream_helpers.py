@@ -1,6 +1,6 @@
-"""Stream test helpers: reading topics back with a real consumer (aiokafka), once or following
-them as records arrive; running `vigil` subcommands as real processes, or a Faust app in this
-process."""
+"""Stream test helpers: following a topic with a real consumer (aiokafka) as records arrive
+(``streams.bench.read_topic`` reads one back once); running `vigil` subcommands as real
+processes, or a Faust app in this process."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,30 +18,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-
-async def _read(bootstrap: str, topic: str, idle_s: float, max_s: float) -> list[ConsumerRecord]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
-    )
-    await consumer.start()
-    records: list[ConsumerRecord] = []
-    try:
-        loop = asyncio.get_running_loop()
-        start = last = loop.time()
-        while loop.time() - start < max_s and loop.time() - last < idle_s:
-            batch = await consumer.getmany(timeout_ms=200)
-            for messages in batch.values():
-                records.extend(messages)
-                last = loop.time()
-    finally:
-        await consumer.stop()
-    return records
-
-
-def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0, max_s: float = 30.0):
-    """Every record of ``topic`` (all partitions), reading until ``idle_s`` without news."""
-    return asyncio.run(_read(bootstrap, topic, idle_s, max_s))
+from streams.processes import start_child
 
 
 class TopicFollower:
@@ -102,17 +78,8 @@ class TopicFollower:
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Starts `vigil ARGS` with extra environment, output to ``log``."""
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "streams.cli", *args], stdout=out,
-                                stderr=subprocess.STDOUT, env={**os.environ, **env})
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    return start_child([sys.executable, "-m", "streams.cli", *args], log,
+                       {**os.environ, **env})
 
 
 @contextmanager

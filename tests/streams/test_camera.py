@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from stream_helpers import read_topic
 
+from streams.bench import read_topic
 from streams.broker import EmbeddedBroker
 from streams.camera import CameraAgent, open_source
 from streams.schemas import decode_frame_batch

@@ -11,10 +11,11 @@ import threading
 import time
 from pathlib import Path
 
-from stream_helpers import spawn, stop
+from stream_helpers import spawn
 
 from streams.broker import EmbeddedBroker
 from streams.camera import CameraAgent, open_source
+from streams.processes import stop_child
 from streams.store import Store
 from streams.webhooks.receiver import BackgroundReceiver
 from streams.webhooks.signing import generate_secret
@@ -83,4 +84,4 @@ def test_drowsy_driver_alerts_reach_postgres_and_a_signed_webhook(
             store.close()
         finally:
             for p in procs:
-                stop(p)
+                stop_child(p)

@@ -11,11 +11,13 @@ import time
 from functools import partial
 from pathlib import Path
 
-from stream_helpers import TopicFollower, read_topic, spawn, stop
+from stream_helpers import TopicFollower, spawn
 
 from streams.aggregator import DriverAggregator
+from streams.bench import read_topic
 from streams.broker import EmbeddedBroker
 from streams.camera import CameraAgent, open_source
+from streams.processes import stop_child
 from streams.schemas import Observation, decode_record
 from streams.store import Store
 from streams.topics import FRAMES as FRAMES_TOPIC
@@ -69,8 +71,8 @@ def test_aggregator_killed_mid_stream_loses_and_duplicates_no_alert(
                     previous, stable_since = current, time.monotonic()
                 time.sleep(1)
         finally:
-            stop(aggregator)
-            stop(worker)
+            stop_child(aggregator)
+            stop_child(worker)
     obs = sorted((decode_record(Observation, r.value) for r in observations),
                  key=lambda o: o.seq)
     assert len({o.seq for o in obs}) == FRAMES
@@ -185,8 +187,8 @@ def test_worker_killed_mid_stream_loses_and_duplicates_no_alert(
                 obs = [decode_record(Observation, r.value) for r in follower.records]
             got = {k: v for k, v in stored_ids(store, driver).items() if v in FRAME_REASONS}
         finally:
-            stop(aggregator)
-            stop(worker)
+            stop_child(aggregator)
+            stop_child(worker)
             store.close()
 
     assert killed_after < WORKER_FRAMES, "the worker was killed after the stream, not in it"

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from kafka import KafkaProducer
 from skimage import data
-from stream_helpers import TopicFollower, read_topic, running_app
+from stream_helpers import TopicFollower, running_app
 
+from streams.bench import read_topic
 from streams.broker import EmbeddedBroker
 from streams.schemas import DeadLetter, FrameBatchHeader, FrameInfo, encode_frame_batch
 from streams.topics import DEAD_LETTERS, FRAMES, OBSERVATIONS
