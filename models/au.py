@@ -74,6 +74,11 @@ class SATNet(nn.Module):
             else self.head(x.mean(dim=(2, 3)))
         return logits.unflatten(0, (b, t))
 
+    @staticmethod
+    def readout(logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, T, K) logits -> ``probabilities`` (B, T, K) that each AU occurs in each frame."""
+        return {"probabilities": torch.sigmoid(logits)}
+
 
 def occurrence_weights(labels: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """(N, K) 0/1 training labels -> (K,) w_c ∝ 1 / occurrence rate, scaled so they average
@@ -91,7 +96,7 @@ def weighted_bce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tens
     return (per * weights).sum(dim=-1).mean()
 
 
-@register_model("satnet")
+@register_model("satnet", example=lambda batch: (torch.randn(batch, 16, 3, 224, 224),))
 def satnet(variant: str = "sat-net", aus: int = len(BP4D_AUS), lstm_kernel: int = 3
            ) -> SATNet:
     """AUs: ResNet-18 + ConvLSTM after stage 2 + per-AU self-attention (T/SA/SAT-Net)."""

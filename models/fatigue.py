@@ -57,8 +57,14 @@ class FatigueNet(nn.Module):
         x = self.backbone.stage(4)(x)
         return self.head(x.mean(dim=(2, 3, 4)))
 
+    @staticmethod
+    def readout(logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, k) logits -> ``score`` (B,) in [0, 1] and ``bin_probabilities`` (B, k)."""
+        return {"score": expectation(logits), "bin_probabilities": torch.softmax(logits, -1)}
 
-@register_model("fatigue-nonlocal-r3d18")
+
+@register_model("fatigue-nonlocal-r3d18",
+                example=lambda batch: (torch.randn(batch, 3, 32, 224, 224),))
 def fatigue_nonlocal_r3d18(bins: int = 10, hidden: int = 256, dropout: float = 0.5,
                            in_channels: int = 3) -> FatigueNet:
     """Fatigue: 3D ResNet-18 + non-local attention, k-bin softmax + expectation score."""

@@ -12,11 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import torch
 from torch import nn
 
 from streams.errors import VigilError
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
+# batch size -> the positional inputs of one forward call at the paper's deployment size
+ExampleInputs = Callable[[int], tuple[torch.Tensor, ...]]
 
 
 class ModelError(VigilError):
@@ -28,6 +31,11 @@ class ModelEntry:
     name: str
     builder: Callable[..., nn.Module]
     summary: str
+    example: ExampleInputs
+
+    def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
+        """Random inputs of the size the model is deployed at (for benchmarks and exports)."""
+        return self.example(batch)
 
     def defaults(self) -> dict[str, Any]:
         """The builder's keyword arguments and their defaults."""
@@ -38,14 +46,15 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str) -> Callable[[Builder], Builder]:
-    """Decorator: registers ``builder`` as ``name`` (its docstring's first line summarises)."""
+def register_model(name: str, example: ExampleInputs) -> Callable[[Builder], Builder]:
+    """Decorator: registers ``builder`` as ``name`` (its docstring's first line summarises);
+    ``example(batch)`` makes inputs of the size the model is deployed at."""
 
     def register(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ModelError(f"model {name!r} is already registered")
         summary = (inspect.getdoc(builder) or "").split("\n", 1)[0]
-        _REGISTRY[name] = ModelEntry(name, builder, summary)
+        _REGISTRY[name] = ModelEntry(name, builder, summary, example)
         return builder
 
     return register

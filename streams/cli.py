@@ -285,6 +285,45 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_models(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from models.bench import bench_models, format_report
+
+    batches = [int(b) for b in args.gpu_batches.split(",")] if args.gpu_batches else []
+    reports = bench_models(args.model, cpu_repeats=args.repeats, gpu_batches=batches)
+    if args.json:
+        for report in reports:
+            _emit(asdict(report))
+    else:
+        sys.stdout.write("\n".join(format_report(reports)) + "\n")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from models.checkpoint import load_checkpoint
+    from models.export import TOLERANCE, export_error, export_model, save_export
+    from models.registry import create_model, model_entry
+
+    source = Path(args.model)
+    if source.is_file():
+        model, meta = load_checkpoint(source)
+        name = meta["name"]
+    else:
+        name = args.model
+        model = create_model(name).eval()
+    inputs = model_entry(name).example_inputs(args.batch)
+    program = export_model(model, inputs)
+    error = export_error(model, program, model_entry(name).example_inputs(args.batch + 1))
+    if error > TOLERANCE["atol"]:
+        raise VigilError(f"the export of {name} differs from the eager model by {error:.3g} "
+                         f"beyond rtol·|eager| (tolerance {TOLERANCE}); not saved")
+    save_export(program, Path(args.out))
+    log.info("exported %s to %s; matches eager within %s (worst excess %.3g)", name, args.out,
+             TOLERANCE, error)
+    return 0
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
@@ -355,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-dir", help="where the processes' logs go (default: a temp dir)")
 
     add("models", cmd_models, "the registered networks with their parameter counts")
+    p = add("export", cmd_export, "torch.export a network (registry name or checkpoint) to a "
+            ".pt2, checked against the eager model")
+    p.add_argument("model", help="registry name (untrained weights) or checkpoint path")
+    p.add_argument("out", help="where the .pt2 goes")
+    p.add_argument("--batch", type=int, default=2, help="example batch size (at least 2)")
 
     p = add("db", cmd_db, "database schema: migrate to the latest, or show status")
     p.add_argument("action", choices=["migrate", "status"])
@@ -383,6 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=2, help="frames per batch")
     p.add_argument("--warmup", type=float, default=20.0, help="seconds not measured at start")
     p.add_argument("--log-dir", help="keep the processes' logs here")
+    p.add_argument("--json", action="store_true")
+    p = add("models", cmd_bench_models, "parameters, GFLOPs/clip and CPU latency of the "
+            "networks; GPU clips/s with --gpu-batches", parent=bench_sub)
+    p.add_argument("--model", action="append", help="only this network (repeatable)")
+    p.add_argument("--repeats", type=int, default=5, help="timed CPU calls per network")
+    p.add_argument("--gpu-batches", help="comma-separated batch sizes to run on CUDA, e.g. 1,8,32")
     p.add_argument("--json", action="store_true")
     return parser
 

@@ -1,4 +1,5 @@
-"""Every registered network: forward, backward, no NaN, on tiny inputs."""
+"""Every registered network and variant: forward, backward and no NaN on tiny inputs; an
+export that matches the eager model; inputs of the deployed size for the benchmarks."""
 
 from __future__ import annotations
 
@@ -6,21 +7,36 @@ import pytest
 import torch
 
 from models import create_model, list_models
+from models.export import TOLERANCE, export_error, export_model, load_export, save_export
+from tests.models.cases import TINY_CASES, TinyCase
 
-# A tiny input per registered model; a model registered without one fails here.
-TINY_INPUTS = {
-    "fatigue-nonlocal-r3d18": (2, 3, 16, 32, 32),
-    "satnet": (1, 2, 3, 32, 32),
-}
+CASE_IDS = [case.id for case in TINY_CASES]
 
 
-@pytest.mark.parametrize("name", [e.name for e in list_models()])
-def test_forward_backward_no_nan(name: str) -> None:
-    assert name in TINY_INPUTS, f"add a tiny input for {name}"
+def test_every_registered_model_has_tiny_cases_and_deployment_inputs() -> None:
+    assert {e.name for e in list_models()} == {case.name for case in TINY_CASES}
+    for entry in list_models():
+        inputs = entry.example_inputs(2)
+        assert inputs and all(x.shape[0] == 2 for x in inputs)
+
+
+@pytest.mark.parametrize("case", TINY_CASES, ids=CASE_IDS)
+def test_forward_backward_no_nan(case: TinyCase) -> None:
     torch.manual_seed(0)
-    model = create_model(name)
-    out = model(torch.randn(*TINY_INPUTS[name]))
+    model = create_model(case.name, **case.overrides)
+    out = model(*case.inputs(2))
     assert torch.isfinite(out).all()
     out.float().pow(2).mean().backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    trained = [p for p in case.trained(model).parameters() if p.requires_grad]
+    assert trained and all(p.grad is not None and torch.isfinite(p.grad).all() for p in trained)
+
+
+@pytest.mark.parametrize("case", TINY_CASES, ids=CASE_IDS)
+def test_export_matches_eager(case: TinyCase, tmp_path) -> None:
+    torch.manual_seed(0)
+    model = create_model(case.name, **case.overrides).eval()
+    program = export_model(model, case.inputs(2))
+    save_export(program, tmp_path / "model.pt2")
+    loaded = load_export(tmp_path / "model.pt2")
+    # Another batch size than traced: the batch dimension stayed dynamic.
+    assert export_error(model, loaded, case.inputs(3)) <= TOLERANCE["atol"]

@@ -21,7 +21,7 @@ from models.registry import (
 
 @pytest.fixture
 def tiny() -> Iterator[str]:
-    @register_model("test-tiny")
+    @register_model("test-tiny", example=lambda batch: (torch.zeros(batch, 5),))
     def build(width: int = 4, classes: int = 3) -> nn.Module:
         """A two-layer perceptron for the registry's tests."""
         return nn.Sequential(nn.Linear(5, width), nn.ReLU(), nn.Linear(width, classes))
@@ -45,7 +45,7 @@ def test_unknown_name_and_argument_are_clear_errors(tiny: str) -> None:
     with pytest.raises(ModelError, match=r"no argument\(s\) \['depth'\]"):
         create_model(tiny, depth=3)
     with pytest.raises(ModelError, match="already registered"):
-        register_model(tiny)(lambda: nn.Identity())
+        register_model(tiny, example=lambda batch: ())(lambda: nn.Identity())
 
 
 def test_checkpoint_rebuilds_the_exact_model(tiny: str, tmp_path: Path) -> None:
