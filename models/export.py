@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,24 +66,25 @@ def load_export(path: Path) -> ExportedProgram:
         raise ModelError(f"{path} is not a loadable exported program: {exc}") from None
 
 
-def export_error(model: nn.Module, program: ExportedProgram,
-                 inputs: tuple[torch.Tensor, ...]) -> float:
-    """The largest ``|exported - eager| - rtol·|eager|`` over every output element on
-    ``inputs``: at most ``atol`` when the export matches within :data:`TOLERANCE`."""
+@dataclass(frozen=True)
+class ExportCheck:
+    max_abs_difference: float  # the largest |exported - eager| over every output element
+    within_tolerance: bool  # every element within atol + rtol·|eager| (:data:`TOLERANCE`)
+
+
+def compare_export(model: nn.Module, program: ExportedProgram,
+                   inputs: tuple[torch.Tensor, ...]) -> ExportCheck:
+    """The exported program's outputs on ``inputs`` against the eval-mode eager model's."""
     with torch.no_grad():
         eager = list(_tensors(model.eval()(*inputs)))
         exported = list(_tensors(program.module()(*inputs)))
     if len(eager) != len(exported):
         raise ModelError(f"the export returns {len(exported)} tensors, eager {len(eager)}")
-    worst = 0.0
+    worst, within = 0.0, True
     for e, x in zip(eager, exported, strict=True):
         if e.shape != x.shape:
             raise ModelError(f"exported output shape {tuple(x.shape)} != eager {tuple(e.shape)}")
-        excess = (x.float() - e.float()).abs() - TOLERANCE["rtol"] * e.float().abs()
-        worst = max(worst, float(excess.max()))
-    return worst
-
-
-def matches_eager(model: nn.Module, program: ExportedProgram,
-                  inputs: tuple[torch.Tensor, ...]) -> bool:
-    return export_error(model, program, inputs) <= TOLERANCE["atol"]
+        worst = max(worst, float((x.float() - e.float()).abs().max()))
+        within &= torch.allclose(x.float(), e.float(), rtol=TOLERANCE["rtol"],
+                                 atol=TOLERANCE["atol"])
+    return ExportCheck(worst, within)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models import create_model, list_models
-from models.export import TOLERANCE, export_error, export_model, load_export, save_export
+from models.export import compare_export, export_model, load_export, save_export
 from tests.models.cases import TINY_CASES, TinyCase
 
 CASE_IDS = [case.id for case in TINY_CASES]
@@ -39,4 +39,4 @@ def test_export_matches_eager(case: TinyCase, tmp_path) -> None:
     save_export(program, tmp_path / "model.pt2")
     loaded = load_export(tmp_path / "model.pt2")
     # Another batch size than traced: the batch dimension stayed dynamic.
-    assert export_error(model, loaded, case.inputs(3)) <= TOLERANCE["atol"]
+    assert compare_export(model, loaded, case.inputs(3)).within_tolerance

@@ -77,3 +77,21 @@ def test_export_from_a_name_and_from_a_checkpoint(small: str, tmp_path: Path) ->
     assert torch.allclose(exported, model.eval()(x), atol=1e-5)
     assert main(["export", "no-such-model", str(tmp_path / "x.pt2")]) == 2
     assert not (tmp_path / "x.pt2").exists()
+
+
+def test_an_export_that_differs_from_eager_is_caught(small: str) -> None:
+    import copy
+
+    from models.export import compare_export, export_model
+
+    torch.manual_seed(0)
+    model = create_model(small).eval()
+    inputs = (torch.randn(2, 3, 8, 8),)
+    program = export_model(model, inputs)
+    assert compare_export(model, program, inputs).within_tolerance
+    drifted = copy.deepcopy(model)  # (the program holds the model's own parameters)
+    with torch.no_grad():
+        drifted[2].bias.add_(1e-3)
+    check = compare_export(drifted, program, inputs)
+    assert not check.within_tolerance
+    assert check.max_abs_difference == pytest.approx(1e-3, rel=1e-2)
