@@ -317,7 +317,9 @@ class GanBalancer(nn.Module):
         self.generator = Generator(seq_len, features, n_classes, latent_dim, generator_channels,
                                    generator_hidden)
         self.discriminator = Discriminator(seq_len, features, n_classes, dropout=dropout)
-        self.classifier = FeatureClassifier(seq_len, features, n_classes, dropout=dropout)
+        # any (B, seq_len, features) -> (B, n_classes) network may take this slot
+        self.classifier: nn.Module = FeatureClassifier(seq_len, features, n_classes,
+                                                       dropout=dropout)
         glorot_init(self)
         self.classifier_frozen = False
 

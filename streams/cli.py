@@ -18,6 +18,8 @@ from typing import Any
 from streams.errors import ConfigurationError, VigilError
 
 log = logging.getLogger("vigil")
+BLINK_HELP = ("the blink network: a teacher, then a self-distilled student, on trimmed clips "
+              "(--data) or the driver simulator (--simulated); --help lists every flag")
 
 # FFmpeg (inside OpenCV) logs every unreadable file on stderr itself; our one-line errors
 # say it better, and stderr stays readable.
@@ -325,6 +327,79 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drowsiness_config(args: argparse.Namespace) -> Any:
+    from training.drowsiness import DrowsinessConfig
+
+    return DrowsinessConfig(model_args={"core": args.core}, epochs=args.epochs, seed=args.seed,
+                            gan=getattr(args, "gan", False) is True)
+
+
+def _folds(text: str) -> list[int]:
+    try:
+        return [int(k) for k in text.split(",")]
+    except ValueError:
+        raise ConfigurationError(f"--folds takes comma-separated fold numbers, not {text!r}")\
+            from None
+
+
+def cmd_train_drowsiness(args: argparse.Namespace) -> int:
+    from training.drowsiness import evaluate, load_rldd, save_model, train_drowsiness
+
+    folds = _folds(args.folds)
+    data = load_rldd(Path(args.data), folds)
+    config = _drowsiness_config(args)
+    model, history = train_drowsiness(data, config)
+    metrics = {"training_folds": folds, "train": evaluate(model, data), "history": history}
+    save_model(Path(args.out), model, config, folds, metrics)
+    log.info("trained on folds %s (%d windows, GAN %s): %s", folds, len(data),
+             "on" if config.gan else "off", args.out)
+    return 0
+
+
+def cmd_train_blink(args: argparse.Namespace) -> int:
+    # The trainer's many flags live beside it; parsed here so that only this command pays
+    # for importing torch.
+    from training import blink
+
+    parser = argparse.ArgumentParser(prog="vigil train blink", description=BLINK_HELP)
+    blink.add_arguments(parser)
+    return blink.run(parser.parse_args(args.flags))
+
+
+def cmd_eval_drowsiness(args: argparse.Namespace) -> int:
+    from training.drowsiness import evaluate, load_model, load_windows
+
+    model, _ = load_model(Path(args.ckpt))
+    report = evaluate(model, load_windows(Path(args.blinks), Path(args.labels)))
+    if args.json:
+        _emit(report)
+    else:
+        sys.stdout.write(f"accuracy {report['accuracy']:.3f}  macro-F1 {report['macro_f1']:.3f}  "
+                         f"macro ROC-AUC {report['macro_roc_auc']:.3f}\n")
+        for name, c in report["per_class"].items():
+            sys.stdout.write(f"  {name:13s} recall {c['recall']:.3f}  precision "
+                             f"{c['precision']:.3f}  ROC-AUC {c['roc_auc']:.3f}  "
+                             f"(n={c['support']})\n")
+        sys.stdout.write(f"  confusion (rows true): {report['confusion_matrix']}\n")
+    return 0
+
+
+def cmd_cv_drowsiness(args: argparse.Namespace) -> int:
+    from training.drowsiness import cross_validate
+
+    settings = {"both": (False, True), "on": (True,), "off": (False,)}[args.gan]
+    report = cross_validate(Path(args.data), _folds(args.folds), _drowsiness_config(args),
+                            Path(args.out), settings)
+    for name, result in report["settings"].items():
+        folds = "  ".join(f"fold {k} {r['accuracy']:.3f}/{r['macro_f1']:.3f}"
+                          for k, r in result["per_fold"].items())
+        mean = result["mean"]
+        sys.stdout.write(f"{name:7s} {folds}  mean accuracy {mean['accuracy']:.3f} macro-F1 "
+                         f"{mean['macro_f1']:.3f} alert recall {mean['recall_alert']:.3f} "
+                         f"({result['seconds']:.0f} s)\n")
+    return 0
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
@@ -412,6 +487,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine")
     p.add_argument("--json", action="store_true")
 
+    p = add("drowsiness", cmd_eval_drowsiness, "a drowsiness checkpoint on blink windows: "
+            "accuracy, macro-F1, per-class recall, ROC-AUC, confusion", parent=ev_sub)
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--blinks", required=True, help=".npy (N, 30, 4) blink windows")
+    p.add_argument("--labels", required=True, help=".npy (N,) in {0, 5, 10}")
+    p.add_argument("--json", action="store_true")
+
+    train = add("train", lambda a: 2, "train a network")
+    train_sub = train.add_subparsers(dest="target", required=True)
+    p = add("drowsiness", cmd_train_drowsiness, "the drowsiness network on UTA-RLDD-layout "
+            "blink windows", parent=train_sub)
+    p.add_argument("--data", required=True, help="directory of BlinksTest_30_FoldK.npy files")
+    p.add_argument("--folds", default="1,2,3,4")
+    p.add_argument("--gan", action=argparse.BooleanOptionalAction, default=False,
+                   help="balance classes with the jointly trained GAN")
+    p.add_argument("--core", choices=["tcn", "stats"], default="stats")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint path")
+
+    p = train_sub.add_parser("blink", help=BLINK_HELP, add_help=False)
+    p.set_defaults(fn=cmd_train_blink, passthrough=True)  # its flags: see cmd_train_blink
+
+    p = add("cv", lambda a: 2, "cross-validation")
+    cv_sub = p.add_subparsers(dest="target", required=True)
+    p = add("drowsiness", cmd_cv_drowsiness, "leave-one-fold-out over the UTA-RLDD folds, "
+            "with and without GAN balancing; report.json and report.png", parent=cv_sub)
+    p.add_argument("--data", required=True)
+    p.add_argument("--folds", default="1,2,3,4")
+    p.add_argument("--gan", choices=["both", "on", "off"], default="both")
+    p.add_argument("--core", choices=["tcn", "stats"], default="stats")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="report directory")
+
     bench = add("bench", lambda a: 2, "measure speed")
     bench_sub = bench.add_subparsers(dest="target", required=True)
     p = add("perception", cmd_bench_perception, "frames/s of face engine + signals at 640x360",
@@ -439,7 +549,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.flags = extra
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -37,6 +37,8 @@ TINY_CASES = [
       for v in ("resnet", "t-net", "sa-net", "sat-net")),
     *(TinyCase("blink-eyelid-motion", _blink_inputs, {"eyes": e, "region_size": 24})
       for e in ("both", "per-eye")),
+    *(TinyCase("drowsiness-blinks", lambda b: (torch.randn(b, 30, 4),), {"core": c})
+      for c in ("tcn", "stats")),
     TinyCase("gan-balancer", lambda b: (torch.randn(b, 18, 100),),
              trained=lambda model: model.classifier),
     TinyCase("gan-balancer", lambda b: (torch.randn(b, 30, 4),), {"seq_len": 30, "features": 4},
