@@ -148,7 +148,7 @@ def bench_models(names: Sequence[str] | None = None, cpu_repeats: int = 5,
 
 def format_report(reports: Sequence[ModelBench]) -> list[str]:
     """Human-readable lines: one per network, then one per GPU configuration."""
-    lines = [f"{threads} CPU threads" for threads in [torch.get_num_threads()]]
+    lines = [f"{torch.get_num_threads()} CPU threads"]
     for r in reports:
         shapes = " + ".join("x".join(map(str, s)) for s in r.input_shapes)
         lines.append(f"{r.name:24s} {r.params / 1e6:6.2f} M params  {r.gflops_per_clip:8.2f} "

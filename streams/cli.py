@@ -327,11 +327,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _drowsiness_config(args: argparse.Namespace) -> Any:
+def _drowsiness_config(args: argparse.Namespace, gan: bool = False) -> Any:
     from training.drowsiness import DrowsinessConfig
 
     return DrowsinessConfig(model_args={"core": args.core}, epochs=args.epochs, seed=args.seed,
-                            gan=getattr(args, "gan", False) is True)
+                            gan=gan)
 
 
 def _folds(text: str) -> list[int]:
@@ -347,7 +347,7 @@ def cmd_train_drowsiness(args: argparse.Namespace) -> int:
 
     folds = _folds(args.folds)
     data = load_rldd(Path(args.data), folds)
-    config = _drowsiness_config(args)
+    config = _drowsiness_config(args, gan=args.gan)
     model, history = train_drowsiness(data, config)
     metrics = {"training_folds": folds, "train": evaluate(model, data), "history": history}
     save_model(Path(args.out), model, config, folds, metrics)
@@ -367,9 +367,10 @@ def cmd_train_blink(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_drowsiness(args: argparse.Namespace) -> int:
-    from training.drowsiness import evaluate, load_model, load_windows
+    from models.checkpoint import load_checkpoint
+    from training.drowsiness import evaluate, load_windows
 
-    model, _ = load_model(Path(args.ckpt))
+    model, _ = load_checkpoint(Path(args.ckpt))
     report = evaluate(model, load_windows(Path(args.blinks), Path(args.labels)))
     if args.json:
         _emit(report)

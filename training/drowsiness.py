@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.checkpoint import load_checkpoint, save_checkpoint
+from models.checkpoint import save_checkpoint
 from models.drowsiness import CLASSES, BlinkWindowNet, drowsiness_loss
 from models.gan import GanBalancer, GanOptimisers
+from models.predictor import ClipPredictor
 from models.registry import create_model
 from streams.errors import InputError
 from training.metrics import classification_report
@@ -195,22 +196,12 @@ def _train(train: BlinkWindows, config: DrowsinessConfig
     return model.eval(), history
 
 
-@torch.no_grad()
-def predict_probabilities(model: torch.nn.Module, x: np.ndarray, batch: int = 4096
-                          ) -> np.ndarray:
-    """(N, blinks, 4) windows -> (N, K) class probabilities."""
-    model.eval()
-    parts = [torch.softmax(model(torch.from_numpy(x[i:i + batch])), dim=-1)
-             for i in range(0, len(x), batch)]
-    return torch.cat(parts).numpy() if parts else np.zeros((0, len(CLASSES)), np.float32)
-
-
 def evaluate(model: torch.nn.Module, data: BlinkWindows) -> dict[str, Any]:
     """The classification report (accuracy, macro-F1, per-class recall, one-vs-rest ROC-AUC,
     confusion matrix) of ``model`` on ``data``, with the mean score per true class."""
-    probabilities = predict_probabilities(model, data.x)
+    readout = ClipPredictor(model, max_batch=len(data) or 1).run_batch(torch.from_numpy(data.x))
+    probabilities, score = readout["probabilities"].numpy(), readout["score"].numpy()
     report = classification_report(data.y, probabilities, CLASSES)
-    score = probabilities @ np.linspace(0.0, 1.0, len(CLASSES))
     report["mean_score"] = {name: float(score[data.y == c].mean()) if (data.y == c).any()
                             else None for c, name in enumerate(CLASSES)}
     return report
@@ -223,10 +214,6 @@ def save_model(path: Path, model: BlinkWindowNet, config: DrowsinessConfig, fold
                      "normalisation": "z-score per driver against the driver's alert baseline",
                      "labels": list(CLASSES), "training": {**asdict(config), "folds": folds}}
     save_checkpoint(path, model, MODEL, dict(config.model_args), preprocessing, metrics)
-
-
-def load_model(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    return load_checkpoint(path)
 
 
 def cross_validate(data_dir: Path, folds: list[int], config: DrowsinessConfig, out_dir: Path,
