@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -136,7 +137,8 @@ def fleet_status(
         else:
             said = [_REASON_STATUS[r] for r in active if r in _REASON_STATUS]
             if m is not None and m.window_end >= now - offline_after_s:
-                if (m.kss is not None and m.kss >= _RULES.kss_info) or (
+                kss = max((k for k in (m.kss, m.drowsiness_kss) if k is not None), default=None)
+                if (kss is not None and kss >= _RULES.kss_info) or (
                     m.perclos is not None and m.perclos >= _RULES.perclos_drowsy
                 ):
                     said.append("drowsy")
@@ -157,6 +159,7 @@ def fleet_status(
                 "perclos": None if m is None else m.perclos,
                 "fatigue_score": None if m is None else m.fatigue_score,
                 "kss": None if m is None else m.kss,
+                "drowsiness_state": None if m is None else m.drowsiness_state,
                 "blink_rate_per_min": None if m is None else m.blink_rate_per_min,
                 "open_alerts": e.open_alerts,
                 "active_reasons": ", ".join(active),
@@ -174,6 +177,7 @@ def fleet_status(
         "perclos",
         "fatigue_score",
         "kss",
+        "drowsiness_state",
         "blink_rate_per_min",
         "open_alerts",
         "active_reasons",
@@ -223,6 +227,10 @@ SERIES_COLUMNS = (
     "off_road_s",
     "fatigue_score",
     "kss",
+    "drowsiness_score",
+    "drowsiness_kss",
+    "drowsiness_state",
+    "drowsiness_model",
 )
 
 
@@ -348,6 +356,41 @@ def alerts(
     found.sort(key=lambda a: (-a.detected_at, a.alert_id))
     frame = pd.DataFrame([_alert_row(a) for a in found[:limit]], columns=list(ALERT_COLUMNS))
     return frame
+
+
+@dataclass(frozen=True)
+class ClipView:
+    """What the alerts page says about an alert's clip. ``status``: ``available`` (``path``
+    is a readable file), ``expired`` (retention deleted it), ``missing`` (recorded, but the
+    file is not where the row says: another host's disk, or deleted by hand) or ``none``."""
+
+    status: Literal["available", "expired", "missing", "none"]
+    text: str
+    path: str | None = None
+    blurred: bool = True
+
+
+def clips(store: Store, alert_ids: Iterable[str]) -> dict[str, ClipView]:
+    """alert id -> its clip's view, for every id given."""
+    ids = list(alert_ids)
+    found = store.clips_for_alerts(ids)
+    out: dict[str, ClipView] = {}
+    for aid in ids:
+        c = found.get(aid)
+        if c is None:
+            out[aid] = ClipView("none", "No clip")
+        elif c.purged_at is not None:
+            day = datetime.fromtimestamp(c.purged_at, UTC).strftime("%Y-%m-%d")
+            out[aid] = ClipView("expired", f"Clip expired (deleted {day} under the retention "
+                                "limit)")
+        elif not os.path.isfile(c.path):
+            out[aid] = ClipView("missing", "Clip file missing", c.path, c.blurred)
+        else:
+            seconds = c.ended_at - c.started_at
+            faces = "faces blurred" if c.blurred else "faces NOT blurred"
+            out[aid] = ClipView("available", f"Clip: {c.frames} frames, {seconds:.1f} s, "
+                                f"{faces}", c.path, c.blurred)
+    return out
 
 
 ACTIONS = ("ack", "resolve", AlertFlag.TRUE_POSITIVE.value, AlertFlag.FALSE_POSITIVE.value)

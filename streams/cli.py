@@ -20,6 +20,10 @@ from streams.errors import ConfigurationError, VigilError
 log = logging.getLogger("vigil")
 BLINK_HELP = ("the blink network: a teacher, then a self-distilled student, on trimmed clips "
               "(--data) or the driver simulator (--simulated); --help lists every flag")
+FATIGUE_HELP = ("the fatigue network (3D ResNet-18 + non-local block, 0-1 score) on scored "
+                "videos (--data) or the driver simulator (--simulated); --help lists every flag")
+AU_HELP = ("the AU network (SAT-Net) on frames with per-frame AU labels (--data) or the driver "
+           "simulator (--simulated); --help lists every flag")
 
 # FFmpeg (inside OpenCV) logs every unreadable file on stderr itself; our one-line errors
 # say it better, and stderr stays readable.
@@ -183,11 +187,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_aggregator(args: argparse.Namespace) -> int:
     from streams.aggregator.agent import build_aggregator_app
+    from streams.settings import StreamSettings
     from streams.store import Store
 
     store = Store.from_settings()
     store.migrate()
-    app, close = build_aggregator_app(_bootstrap(args), store)
+    app, close = build_aggregator_app(_bootstrap(args), store,
+                                      settings=StreamSettings().aggregator)
     return _run_faust(app, close, args.debug)
 
 
@@ -281,10 +287,55 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from models import create_model, list_models
 
+    if args.action is not None:
+        return cmd_model_versions(args)
     for entry in list_models():
         params = sum(p.numel() for p in create_model(entry.name).parameters())
         sys.stdout.write(f"{entry.name:28s} {params / 1e6:7.2f} M params  {entry.summary}\n")
     return 0
+
+
+def cmd_model_versions(args: argparse.Namespace) -> int:
+    """vigil models versions | promote VERSION | rollback: the model-version registry."""
+    from dataclasses import asdict
+
+    from streams.store import Store
+
+    with Store.from_settings() as store:
+        store.migrate()
+        if args.action == "promote":
+            served = store.promote_model(args.model, args.version)
+            log.info("%s %s promoted; aggregators serve it within their refresh interval",
+                     args.model, served.version)
+        elif args.action == "rollback":
+            back = store.rollback_model(args.model)
+            log.info("%s rolled back to %s", args.model,
+                     "the shipped weights" if back is None else back.version)
+        for v in store.model_versions(args.model):
+            f1 = v.metrics.get("held_out", {}).get("macro_f1")
+            sys.stdout.write(json.dumps(asdict(v)) + "\n" if args.json else
+                             f"{v.version:6s} {v.status:12s} parent {v.parent or '-':8s} "
+                             f"held-out macro-F1 {'-' if f1 is None else f'{f1:.3f}'}  "
+                             f"data {v.data_hash[:12]}  {v.note or ''}\n")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from streams.store import Store
+    from training.drowsiness import DrowsinessConfig, load_rldd
+    from training.retrain import RetrainConfig, retrain
+
+    config = RetrainConfig(holdout_fraction=args.holdout, min_examples=args.min_examples,
+                           gan=args.gan, training=DrowsinessConfig(epochs=args.epochs),
+                           seed=args.seed)
+    replay = load_rldd(Path(args.replay), _folds(args.replay_folds)) if args.replay else None
+    with Store.from_settings() as store:
+        store.migrate()
+        result = retrain(store, config, replay=replay, note=args.note)
+        if result.registered is not None and args.promote:
+            store.promote_model(result.registered.name, result.registered.version)
+    sys.stdout.write(json.dumps(result.summary(), default=str) + "\n")
+    return 0 if result.registered is not None else 3
 
 
 def cmd_bench_models(args: argparse.Namespace) -> int:
@@ -366,6 +417,22 @@ def cmd_train_blink(args: argparse.Namespace) -> int:
     return blink.run(parser.parse_args(args.flags))
 
 
+def cmd_train_fatigue(args: argparse.Namespace) -> int:
+    from training import fatigue  # imports torch: only this command pays for it
+
+    parser = argparse.ArgumentParser(prog="vigil train fatigue", description=FATIGUE_HELP)
+    fatigue.add_arguments(parser)
+    return fatigue.run(parser.parse_args(args.flags))
+
+
+def cmd_train_au(args: argparse.Namespace) -> int:
+    from training import au  # imports torch: only this command pays for it
+
+    parser = argparse.ArgumentParser(prog="vigil train au", description=AU_HELP)
+    au.add_arguments(parser)
+    return au.run(parser.parse_args(args.flags))
+
+
 def cmd_eval_drowsiness(args: argparse.Namespace) -> int:
     from models.checkpoint import load_checkpoint
     from training.drowsiness import evaluate, load_windows
@@ -399,6 +466,17 @@ def cmd_cv_drowsiness(args: argparse.Namespace) -> int:
                          f"{mean['macro_f1']:.3f} alert recall {mean['recall_alert']:.3f} "
                          f"({result['seconds']:.0f} s)\n")
     return 0
+
+
+def cmd_clips_purge(args: argparse.Namespace) -> int:
+    from streams.clips import ClipSettings, purge_clips
+    from streams.store import Store
+
+    settings = ClipSettings()
+    with Store.from_settings() as store:
+        report = purge_clips(store, settings, dry_run=args.dry_run)
+    _emit(report.to_dict())
+    return 1 if report.failed else 0
 
 
 def _fmt(v: float | None) -> str:
@@ -470,7 +548,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", help="use this Kafka instead of the embedded broker")
     p.add_argument("--log-dir", help="where the processes' logs go (default: a temp dir)")
 
-    add("models", cmd_models, "the registered networks with their parameter counts")
+    models_cmd = add("models", cmd_models, "the registered networks with their parameter counts; "
+                 "the trained versions of one (versions, promote, rollback)")
+    models_sub = models_cmd.add_subparsers(dest="action")
+    for action, help_ in (("versions", "registered versions, with status and held-out metrics"),
+                          ("promote", "serve VERSION from now on (aggregators pick it up "
+                           "without a restart)"),
+                          ("rollback", "serve the version promoted before the current one "
+                           "(or the shipped weights)")):
+        p = add(action, cmd_model_versions, help_, parent=models_sub)
+        if action == "promote":
+            p.add_argument("version", help="v3 or 3")
+        p.add_argument("--model", default="drowsiness-blinks")
+        p.add_argument("--json", action="store_true")
+
+    p = add("retrain", cmd_retrain, "fine-tune the drowsiness network on operator-flagged "
+            "alerts (+ GAN-balanced synthetic windows); registers a version if it is not worse "
+            "than the served one on held-out flags (exit 3 when it is)")
+    p.add_argument("--holdout", type=float, default=0.3, help="share of flags held out")
+    p.add_argument("--min-examples", type=int, default=10)
+    p.add_argument("--gan", action=argparse.BooleanOptionalAction, default=True,
+                   help="top up sparse classes with GAN-synthesised windows")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replay", help="UTA-RLDD-layout directory mixed into training, so the "
+                   "network keeps what the flags do not show")
+    p.add_argument("--replay-folds", default="1,2,3,4")
+    p.add_argument("--note", help="kept with the version")
+    p.add_argument("--promote", action="store_true", help="promote the new version at once")
     p = add("export", cmd_export, "torch.export a network (registry name or checkpoint) to a "
             ".pt2, checked against the eager model")
     p.add_argument("model", help="registry name (untrained weights) or checkpoint path")
@@ -510,6 +615,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = train_sub.add_parser("blink", help=BLINK_HELP, add_help=False)
     p.set_defaults(fn=cmd_train_blink, passthrough=True)  # its flags: see cmd_train_blink
+    p = train_sub.add_parser("fatigue", help=FATIGUE_HELP, add_help=False)
+    p.set_defaults(fn=cmd_train_fatigue, passthrough=True)  # flags: training.fatigue
+    p = train_sub.add_parser("au", help=AU_HELP, add_help=False)
+    p.set_defaults(fn=cmd_train_au, passthrough=True)  # flags: training.au
 
     p = add("cv", lambda a: 2, "cross-validation")
     cv_sub = p.add_subparsers(dest="target", required=True)
@@ -522,6 +631,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="report directory")
+
+    clips = add("clips", lambda a: 2, "the event clips kept behind alerts")
+    clips_sub = clips.add_subparsers(dest="action", required=True)
+    p = add("purge", cmd_clips_purge, "delete clips past their retention (VIGIL_CLIP_RETENTION_"
+            "DAYS, VIGIL_FLAGGED_CLIP_RETENTION_DAYS for flagged alerts) and orphan files; "
+            "prints what was done as JSON", parent=clips_sub)
+    p.add_argument("--dry-run", action="store_true", help="only report what would go")
 
     bench = add("bench", lambda a: 2, "measure speed")
     bench_sub = bench.add_subparsers(dest="target", required=True)

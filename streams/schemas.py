@@ -202,6 +202,13 @@ class WindowMetrics(Record):
     au_rates: dict[str, float] = Field(default_factory=dict)
     fatigue_score: float | None = None
     kss: int | None = Field(default=None, ge=1, le=9)
+    # The learnt estimate on the driver's latest blinks (streams.aggregator.drowsiness); None
+    # until the shift's baseline and a full blink window exist, or with no new blink.
+    drowsiness_state: str | None = None
+    drowsiness_score: float | None = Field(default=None, ge=0, le=1)
+    drowsiness_kss: int | None = Field(default=None, ge=1, le=9)
+    drowsiness_probabilities: dict[str, float] = Field(default_factory=dict)
+    drowsiness_model: str | None = None
 
 
 class AlertReason(StrEnum):
@@ -246,6 +253,31 @@ class Alert(Record):
     detected_at: float
     message: str
     evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- event clips ------------------------------------------------------------------------
+
+
+class EventClip(Record):
+    """A video clip of the frames behind an alert, written by the inference worker that held
+    the driver's frames (workers.clips). Faces are blurred unless ``blurred`` is False (an
+    operator's explicit setting). ``started_at``/``ended_at``: capture times of the first and
+    last frame; ``created_at``: when the file was written (retention counts from it)."""
+
+    SCHEMA: ClassVar[str] = "vigil.event-clip.v1"
+    schema_: Literal["vigil.event-clip.v1"] = Field("vigil.event-clip.v1", alias="schema")
+    alert_id: str = Field(min_length=1, max_length=64)
+    driver_id: str = Field(min_length=1, max_length=128)
+    vehicle_id: str = Field(min_length=1, max_length=128)
+    path: str = Field(min_length=1, max_length=4096)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=0)
+    frames: int = Field(gt=0)
+    fps: float = Field(gt=0, le=240)
+    started_at: float
+    ended_at: float
+    blurred: bool
+    created_at: float
 
 
 # --- dead letters -----------------------------------------------------------------------

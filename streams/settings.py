@@ -20,9 +20,16 @@ class CameraSettings(BaseModel):
     send_timeout_s: float = Field(default=10.0, gt=0)
 
 
+class AggregatorSettings(BaseModel):
+    # How often the aggregator asks the model registry for a newly promoted drowsiness
+    # version (served from then on, without a restart).
+    model_refresh_s: float = Field(default=10.0, gt=0)
+
+
 class StreamSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__",
                                       extra="ignore")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     camera: CameraSettings = Field(default_factory=CameraSettings)
+    aggregator: AggregatorSettings = Field(default_factory=AggregatorSettings)

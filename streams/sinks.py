@@ -1,4 +1,5 @@
-"""Sinks: alerts, window metrics and dead letters into the store; alerts to the webhooks.
+"""Sinks: alerts, window metrics, event clips and dead letters into the store; alerts to the
+webhooks; the event clips' retention purge (a timer on the group's leader).
 
 Every write is an idempotent upsert (alert id, driver + window start, dead-letter position),
 so the at-least-once streams never duplicate rows. A database outage is retried with backoff
@@ -16,9 +17,12 @@ from typing import TypeVar
 import faust
 
 from streams.app import bind_topic
+from streams.clips import ClipSettings, purge_clips
 from streams.schemas import (
     Alert,
     DeadLetter,
+    DeadLetterReason,
+    EventClip,
     R,
     SchemaError,
     WindowMetrics,
@@ -26,7 +30,7 @@ from streams.schemas import (
 )
 from streams.store import Store
 from streams.store.errors import StoreUnavailableError
-from streams.topics import ALERTS, DEAD_LETTERS, WINDOW_METRICS
+from streams.topics import ALERTS, DEAD_LETTERS, EVENT_CLIPS, WINDOW_METRICS
 from streams.webhooks.dispatcher import WebhookDispatcher
 from streams.webhooks.settings import WebhookSettings
 
@@ -58,11 +62,13 @@ async def _records(stream: faust.StreamT, cls: type[R]) -> AsyncIterator[R]:
             log.error("%s: unreadable record skipped: %s", cls.SCHEMA, exc)
 
 
-def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings
-                   ) -> Callable[[], None]:
+def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
+                   clips: ClipSettings | None = None) -> Callable[[], None]:
     alerts = bind_topic(app, ALERTS)
     windows = bind_topic(app, WINDOW_METRICS)
     dead_letters = bind_topic(app, DEAD_LETTERS)
+    event_clips = bind_topic(app, EVENT_CLIPS)
+    clip_settings = clips or ClipSettings()
     dispatcher: list[WebhookDispatcher] = []  # made on the running loop (aiohttp needs it)
 
     @app.agent(alerts)
@@ -80,6 +86,35 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings
     async def store_windows(stream: faust.StreamT) -> None:
         async for metrics in _records(stream, WindowMetrics):
             await _with_store("storing window", partial(store.upsert_window_metrics, [metrics]))
+
+    @app.agent(event_clips)
+    async def store_clips(stream: faust.StreamT) -> None:
+        # Unlike the other sinks' topics, this one carries what another deployable (the
+        # inference worker) wrote: a record that does not decode is set aside.
+        async for event in stream.events():
+            message = event.message
+            try:
+                clip = decode_record(EventClip, message.value or b"")
+            except SchemaError as exc:
+                letter = DeadLetter(reason=DeadLetterReason.BAD_SCHEMA, error=str(exc),
+                                    source_topic=message.topic, partition=message.partition,
+                                    offset=message.offset,
+                                    key=(message.key or b"").decode(errors="replace"))
+                log.warning("dead letter %s: %s", letter.where, exc)
+                letter, value = letter.carrying(message.value or b"")
+                await dead_letters.send(key=message.key or b"", value=value,
+                                        headers={DeadLetter.HEADER: letter.to_bytes()})
+                continue
+            new = await _with_store("storing clip", partial(store.record_clip, clip))
+            log.info("clip of alert %s stored (%s)", clip.alert_id, "new" if new else "replay")
+
+    @app.timer(clip_settings.clip_purge_every_s, on_leader=True)
+    async def purge_expired_clips() -> None:
+        try:
+            await asyncio.to_thread(purge_clips, store, clip_settings)
+        except StoreUnavailableError as exc:
+            log.warning("clip purge skipped: %s; next in %.0f s", exc,
+                        clip_settings.clip_purge_every_s)
 
     @app.agent(dead_letters)
     async def store_dead_letters(stream: faust.StreamT) -> None:

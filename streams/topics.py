@@ -26,13 +26,18 @@ ALERTS = TopicSpec("vigil.alerts.v1", 8, 30 * 24 * HOUR_MS, "driver-state alerts
 DEAD_LETTERS = TopicSpec(
     "vigil.dead-letters.v1", 1, 30 * 24 * HOUR_MS, "messages set aside, with the reason"
 )
+# Same partition count as FRAMES and ALERTS: the worker that holds a driver's frames writes
+# the clip behind the driver's alert (see workers.agent on co-partitioning).
+EVENT_CLIPS = TopicSpec(
+    "vigil.event-clips.v1", 8, 7 * 24 * HOUR_MS, "clip files written behind alerts"
+)
 
-ALL_TOPICS = (FRAMES, OBSERVATIONS, WINDOW_METRICS, ALERTS, DEAD_LETTERS)
+ALL_TOPICS = (FRAMES, OBSERVATIONS, WINDOW_METRICS, ALERTS, DEAD_LETTERS, EVENT_CLIPS)
 
 # Consumer groups (the Faust app ids) and the topics each consumes, for lag monitoring.
 WORKER_GROUP = "vigil-inference"
 AGGREGATOR_GROUP = "vigil-aggregator"
 CONSUMER_GROUPS: dict[str, tuple[TopicSpec, ...]] = {
-    WORKER_GROUP: (FRAMES,),
-    AGGREGATOR_GROUP: (OBSERVATIONS, WINDOW_METRICS, ALERTS, DEAD_LETTERS),
+    WORKER_GROUP: (FRAMES, ALERTS),
+    AGGREGATOR_GROUP: (OBSERVATIONS, WINDOW_METRICS, ALERTS, DEAD_LETTERS, EVENT_CLIPS),
 }

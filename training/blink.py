@@ -72,8 +72,6 @@ import argparse
 import json
 import logging
 import math
-import random
-import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -103,6 +101,14 @@ from models.blink import (
 from models.checkpoint import save_checkpoint
 from models.registry import create_model, model_entry
 from streams.errors import ConfigurationError, InputError
+from training.clips import (
+    IMAGE_SUFFIXES,
+    FaceFinder,
+    clip_indices,
+    natural_key,
+    normalise,
+    seed_everything,
+)
 from training.loop import (
     CheckpointSpec,
     EvalFn,
@@ -115,7 +121,7 @@ from training.loop import (
     write_json,
 )
 from training.metrics import binary_metrics, roc_curve
-from workers.face import DriverFaceTracker, FaceBackend, FaceDetection, create_backend
+from workers.face import FaceDetection
 from workers.face.crops import eye_regions
 
 log = logging.getLogger(__name__)
@@ -124,7 +130,6 @@ MODEL_NAME = "blink-eyelid-motion"
 LABELS = ("no_blink", "blink")
 LABEL_DIRS = {"blink": 1, "non_blink": 0, "no_blink": 0}
 SPLIT_DIRS = {"train": False, "test": True, "val": True}  # name -> is validation
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 EYES_FILE = "eyes.json"
 # The CPN pixel means (RGB) the authors' loader subtracts from [0, 1] images; no division.
 PIXEL_MEAN = (122.7717 / 255, 115.9465 / 255, 102.9801 / 255)
@@ -283,24 +288,6 @@ class ClipSet:
 # ---------------------------------------------------------------- pure helpers
 
 
-def natural_key(name: str) -> tuple[Any, ...]:
-    """Sort key putting ``frame2`` before ``frame10``."""
-    return tuple(int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name))
-
-
-def clip_indices(n: int, length: int) -> np.ndarray:
-    """Frame indices (length,) taking a clip of ``n`` frames to ``length``: the middle
-    ``length`` frames of a longer clip; a shorter one repeats its first and last frames
-    (the extra ones split between both ends, the end getting the odd one)."""
-    if n < 1:
-        raise InputError("a clip needs at least one frame")
-    if n >= length:
-        start = (n - length) // 2
-        return np.arange(start, start + length)
-    before = (length - n) // 2
-    return np.clip(np.arange(length) - before, 0, n - 1)
-
-
 def spread(items: Sequence[int], k: int) -> list[int]:
     """``k`` of ``items`` spread evenly (all of them if there are no more than k)."""
     if k >= len(items):
@@ -329,14 +316,6 @@ def quiet_windows(quiet: np.ndarray, length: int, stride: int) -> list[int]:
     scanned with ``stride``."""
     ok = np.convolve(quiet.astype(np.int64), np.ones(length, dtype=np.int64), "valid") == length
     return [s for s in range(0, len(ok), max(stride, 1)) if ok[s]]
-
-
-def normalise(faces: torch.Tensor, mean: Sequence[float] = PIXEL_MEAN,
-              std: Sequence[float] = PIXEL_STD) -> torch.Tensor:
-    """(..., 3, H, W) RGB in [0, 1] -> minus mean, over std per channel."""
-    m = torch.tensor(mean, dtype=faces.dtype).view(3, 1, 1)
-    s = torch.tensor(std, dtype=faces.dtype).view(3, 1, 1)
-    return (faces - m) / s
 
 
 @dataclass(frozen=True)
@@ -402,34 +381,18 @@ def crop_frame(frame_bgr: np.ndarray, box: np.ndarray, eye_centres: np.ndarray,
     return cv2.cvtColor(regions.face, cv2.COLOR_BGR2RGB), regions.eye_centres.astype(np.float32)
 
 
-class FaceCropper:
-    """The face engine for clip preparation: one backend, a fresh driver tracker per clip, and
-    a blank frame between clips so the backend's tracking never carries a face across."""
+class FaceCropper(FaceFinder):
+    """The face engine for clip preparation (:class:`training.clips.FaceFinder`), cutting the
+    driver's face as the workers cut it for the blink network."""
 
     def __init__(self, engine: str, face_size: tuple[int, int], region_size: int) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self.face_size, self.region_size = face_size, region_size
-        self._backend: FaceBackend | None = None
-        self._tracker = DriverFaceTracker()
-        self._ts = 0
-
-    @property
-    def backend(self) -> FaceBackend:
-        if self._backend is None:
-            self._backend = create_backend(self.engine)
-        return self._backend
-
-    def start_clip(self, shape: tuple[int, ...]) -> None:
-        self._ts += 1000
-        self.backend.detect(np.zeros(shape, dtype=np.uint8), self._ts)
-        self._tracker = DriverFaceTracker()
 
     def crop(self, frame_bgr: np.ndarray, step_ms: float = 40.0
              ) -> tuple[np.ndarray, np.ndarray] | None:
         """(face RGB, eye centres) of the driver's face in the next frame, None without one."""
-        self._ts += max(1, round(step_ms))
-        driver = self._tracker.update(self.backend.detect(frame_bgr, self._ts),
-                                      frame_bgr.shape).driver
+        driver = self.driver(frame_bgr, step_ms)
         if driver is None:
             return None
         try:
@@ -437,11 +400,6 @@ class FaceCropper:
                               self.region_size)
         except InputError:
             return None
-
-    def close(self) -> None:
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
 
 
 @dataclass(frozen=True)
@@ -707,7 +665,8 @@ class BlinkClips(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
         centers = torch.from_numpy(np.array(self.clips.centers[k], dtype=np.float32))
         if self.augment:
             faces, centers = augment_clip(faces, centers, sample_augment())
-        return normalise(faces), centers, torch.tensor(int(self.clips.labels[k]))
+        label = torch.tensor(int(self.clips.labels[k]))
+        return normalise(faces, PIXEL_MEAN, PIXEL_STD), centers, label
 
 
 def lr_factor(epoch: int, config: BlinkTrainConfig) -> float:
@@ -838,12 +797,6 @@ def load_clips(config: BlinkTrainConfig) -> ClipSet:
     return clips
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _stage(name: str, model: BlinkEyelidNet, train: DataLoader[Any], val: DataLoader[Any],
            config: BlinkTrainConfig, epochs: int, spec: CheckpointSpec,
            teacher: nn.Module | None) -> FitResult:
@@ -872,7 +825,7 @@ def train_blink(config: BlinkTrainConfig) -> BlinkResult:
 def _train(config: BlinkTrainConfig) -> BlinkResult:
     started = time.monotonic()
     config.out_dir.mkdir(parents=True, exist_ok=True)
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     clips = load_clips(config)
     data: dict[str, Any] = {**clips.counts(), "skipped": clips.skipped}
     train_idx, val_idx = np.flatnonzero(~clips.is_val), np.flatnonzero(clips.is_val)
@@ -885,7 +838,7 @@ def _train(config: BlinkTrainConfig) -> BlinkResult:
     args = config.model_args()
     spec = CheckpointSpec(MODEL_NAME, args, preprocessing(config, clips.fps))
 
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     teacher = create_model(MODEL_NAME, **args)
     assert isinstance(teacher, BlinkEyelidNet)
     teacher_fit = _stage("teacher", teacher, train_loader, val_loader, config, config.epochs,
@@ -895,7 +848,7 @@ def _train(config: BlinkTrainConfig) -> BlinkResult:
         teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-        _seed_everything(config.seed + 1)
+        seed_everything(config.seed + 1)
         model = student_from(teacher)
         student_fit = _stage("student", model, train_loader, val_loader, config,
                              config.student_epochs or config.epochs, spec, teacher)

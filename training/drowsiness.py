@@ -7,7 +7,7 @@ subject's alert baseline; ``LabelsTest_30_FoldK.npy`` (N,) or (N, 1) in {0, 5, 1
 low vigilant, drowsy. Consecutive windows of one video overlap; :func:`recover_runs` finds
 the videos again, so that nothing is split inside one.
 
-:func:`train_drowsiness` fits the ``drowsiness-blink-tcn`` network, with class-weighted
+:func:`train_drowsiness` fits the ``drowsiness-blinks`` network, with class-weighted
 CE + MSE on the expected level or, with ``gan=True``, inside the class-balancing GAN of
 ``models/gan.py`` (G, D and the network as the GAN's classifier C, trained jointly; C's
 batches are topped up with synthetic windows of the minority classes). :func:`cross_validate`
@@ -16,6 +16,7 @@ runs leave-one-fold-out over the folds with and without the GAN and writes a rep
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -140,18 +141,20 @@ def class_weights(y: np.ndarray, classes: int = len(CLASSES)) -> torch.Tensor:
     return torch.tensor(len(y) / (classes * np.maximum(counts, 1)), dtype=torch.float32)
 
 
-def train_drowsiness(train: BlinkWindows, config: DrowsinessConfig
+def train_drowsiness(train: BlinkWindows, config: DrowsinessConfig,
+                     init: BlinkWindowNet | None = None
                      ) -> tuple[BlinkWindowNet, list[dict[str, float]]]:
-    """The trained network (eval mode) and its per-epoch training losses."""
+    """The trained network (eval mode) and its per-epoch training losses. ``init``: a trained
+    network to fine-tune (left unchanged; a copy is trained) instead of a fresh one."""
     with torch_threads(config.threads):
-        return _train(train, config)
+        return _train(train, config, init)
 
 
-def _train(train: BlinkWindows, config: DrowsinessConfig
+def _train(train: BlinkWindows, config: DrowsinessConfig, init: BlinkWindowNet | None
            ) -> tuple[BlinkWindowNet, list[dict[str, float]]]:
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = create_model(MODEL, **config.model_args)
+    model = copy.deepcopy(init) if init is not None else create_model(MODEL, **config.model_args)
     assert isinstance(model, BlinkWindowNet)
     x = model.transform(torch.from_numpy(train.x))
     y = torch.from_numpy(train.y)
@@ -207,8 +210,8 @@ def evaluate(model: torch.nn.Module, data: BlinkWindows) -> dict[str, Any]:
     return report
 
 
-def save_model(path: Path, model: BlinkWindowNet, config: DrowsinessConfig, folds: list[int],
-               metrics: dict[str, Any]) -> None:
+def save_model(path: Path | IO[bytes], model: BlinkWindowNet, config: DrowsinessConfig,
+               folds: list[int], metrics: dict[str, Any]) -> None:
     preprocessing = {"window_blinks": 30, "features": ["frequency", "amplitude", "duration",
                                                        "velocity"],
                      "normalisation": "z-score per driver against the driver's alert baseline",

@@ -1,10 +1,30 @@
 """`vigil worker`: the inference agent. Thin: it only dispatches each consumed frame batch to
 its driver's lane (:mod:`workers.lanes`), where the pure processor runs off the event loop in
 a thread pool, micro-batched per driver; a lane publishes observations and dead letters as
-its batch finishes, and its offsets are committed once the ledger releases them."""
+its batch finishes, and its offsets are committed once the ledger releases them.
+
+The same app consumes the alerts topic for event clips (:mod:`workers.clips`): the processor
+feeds each processed frame to a per-driver ring, and an alert for a driver whose frames this
+worker holds becomes a clip, written in its own one-thread executor, announced on the
+event-clips topic.
+
+Co-partitioning (why the worker that gets a driver's alert is the one holding its frames):
+faust-streaming 0.15's ``PartitionAssignor`` puts the topics that the group's members
+subscribe to into copartitioned groups by partition count and by which members subscribe
+(``_get_copartitioned_groups``), and gives every member the same partition numbers of all
+topics in a group (``CopartitionedAssignor``). FRAMES and ALERTS both have 8 partitions,
+every worker subscribes to both, and both are keyed by driver id with Kafka's default
+murmur2 partitioner (kafka-python's camera producer, aiokafka under Faust), so partition p of
+both goes to one worker. Faust uses that assignor only when the app has changelog tables or
+``table_standby_replicas`` > 0 (else aiokafka's round robin, which ignores co-partitioning:
+``faust/transport/drivers/aiokafka.py``); the worker has no tables, so it pins the setting to
+at least 1 (it has no other effect without tables). During a rolling upgrade, members that
+do not yet subscribe to ALERTS split the group, and an alert may reach a worker without the
+frames: that alert gets no clip (counted as ``no_frames``), nothing else is lost."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +36,10 @@ from faust.types import TP
 from faust.types.tuples import Message
 
 from streams.app import bind_topic, create_app
-from streams.schemas import DeadLetter
-from streams.topics import DEAD_LETTERS, FRAMES, OBSERVATIONS, WORKER_GROUP
+from streams.clips import ClipSettings
+from streams.schemas import Alert, DeadLetter, SchemaError, decode_record
+from streams.topics import ALERTS, DEAD_LETTERS, EVENT_CLIPS, FRAMES, OBSERVATIONS, WORKER_GROUP
+from workers.clips import ClipJob, ClipRecorder
 from workers.inference import InferenceProcessor, ProcessResult, RawMessage
 from workers.lanes import LaneDispatcher
 from workers.perception import open_perception
@@ -26,19 +48,26 @@ from workers.settings import PerceptionSettings, WorkerSettings
 log = logging.getLogger(__name__)
 
 RELEASE_EVERY_S = 1.0
+CLIPS_DUE_EVERY_S = 0.5
 
 
 def build_worker_app(
     bootstrap: str, known_drivers: frozenset[str] | None = None,
     settings: PerceptionSettings | None = None, app_id: str = WORKER_GROUP, *,
     worker: WorkerSettings | None = None, processor: InferenceProcessor | None = None,
+    clips: ClipSettings | None = None,
 ) -> tuple[faust.App, Callable[[], None]]:
     """The app and a function releasing the models once the worker has stopped.
 
-    processor: replaces the MediaPipe-backed one (tests); it is closed with the app."""
+    processor: replaces the MediaPipe-backed one (tests); it is closed with the app, and its
+    processed frames feed the event clips unless it has an ``on_frame`` already. The app's
+    clip recorder is ``app.vigil_clips`` (its counters: ``.stats``)."""
     settings = settings or PerceptionSettings()
     worker = worker or WorkerSettings()
     app = create_app(app_id, bootstrap)
+    # Faust's co-partitioning assignor (FRAMES with ALERTS); see the module docstring.
+    if app.conf.table_standby_replicas < 1:
+        app.conf.table_standby_replicas = 1
     # Faust's wait for unacked events before a rebalance or shutdown cannot end while the
     # ledger holds offsets for the replay warm-up; the lanes need no wait (at-least-once:
     # what they had not finished is not acked, and is replayed, with downstream deduping).
@@ -46,11 +75,19 @@ def build_worker_app(
     frames = bind_topic(app, FRAMES)
     observations = bind_topic(app, OBSERVATIONS)
     dead_letters = bind_topic(app, DEAD_LETTERS)
+    alerts = bind_topic(app, ALERTS)
+    event_clips = bind_topic(app, EVENT_CLIPS)
 
+    recorder = ClipRecorder(clips or ClipSettings())
+    app.vigil_clips = recorder  # type: ignore[attr-defined]
     processor = processor or InferenceProcessor(partial(open_perception, settings),
                                                 known_drivers)
+    if processor.on_frame is None:
+        processor.on_frame = recorder.add_frame
     executor = ThreadPoolExecutor(max_workers=worker.inference_threads,
                                   thread_name_prefix="vigil-infer")
+    # Clips are encoded one at a time, beside the inference threads, never on them.
+    clip_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-clips")
 
     async def publish(result: ProcessResult) -> None:
         for obs in result.observations:
@@ -85,6 +122,31 @@ def build_worker_app(
     async def release_quiet_drivers() -> None:
         lanes.release()
 
+    async def write_clip(job: ClipJob) -> None:
+        loop = asyncio.get_running_loop()
+        record = await loop.run_in_executor(clip_executor, recorder.write, job)
+        if record is not None:
+            await event_clips.send(key=record.driver_id.encode(), value=record.to_bytes())
+
+    @app.agent(alerts)
+    async def clip_alerts(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                alert = decode_record(Alert, message.value or b"")
+            except SchemaError as exc:  # the aggregator's sink reports unreadable alerts
+                log.debug("%s[%d]@%d: no clip for an unreadable alert: %s", message.topic,
+                          message.partition, message.offset, exc)
+                continue
+            job = recorder.on_alert(alert)
+            if job is not None:
+                await write_clip(job)
+
+    @app.timer(CLIPS_DUE_EVERY_S)
+    async def write_due_clips() -> None:
+        for job in recorder.due():
+            await write_clip(job)
+
     async def forget_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
         lanes.forget({(tp.topic, tp.partition) for tp in revoked})
 
@@ -97,6 +159,8 @@ def build_worker_app(
 
     def close() -> None:
         executor.shutdown(wait=True)
+        clip_executor.shutdown(wait=True)
         processor.close()
+        log.info("event clips: %s", recorder.stats)
 
     return app, close

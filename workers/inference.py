@@ -7,6 +7,9 @@ driver the fleet does not know (unknown_driver), a JPEG that does not decode (co
 the batch's good frames are still processed). Frames already processed for a driver (a replay
 after a rebalance) are skipped, so observations are not duplicated.
 
+Each processed frame is also handed to ``on_frame`` (the event clips' ring buffer,
+:class:`workers.clips.ClipRecorder`) with its decoded image and face boxes.
+
 ``Observation.processed_at`` is stamped when that frame's inference finished, so
 ``processed_at - captured_at`` is a frame's capture-to-observation latency; a message's decode
 plus inference time is :attr:`ProcessResult.seconds`.
@@ -60,6 +63,23 @@ class RawMessage:
                           partition=self.partition, offset=self.offset, key=self.key_text)
 
 
+@dataclass(frozen=True)
+class ProcessedFrame:
+    """A frame the perception has just processed: its decoded image (BGR), the JPEG it came
+    as (a view into the message), and every face box found (image pixels)."""
+
+    driver_id: str
+    vehicle_id: str
+    fps: float
+    captured_at: float
+    image: np.ndarray
+    jpeg: memoryview
+    face_boxes: list[tuple[float, float, float, float]]
+
+
+FrameSink = Callable[[ProcessedFrame], None]
+
+
 @dataclass
 class ProcessResult:
     observations: list[Observation] = field(default_factory=list)
@@ -89,11 +109,13 @@ class InferenceProcessor:
         known_drivers: frozenset[str] | None = None,
         max_batch_bytes: int = MAX_BATCH_BYTES,
         clock: Callable[[], float] = time.time,
+        on_frame: FrameSink | None = None,
     ) -> None:
         self._make = make_perception
         self.known_drivers = known_drivers
         self.max_batch_bytes = max_batch_bytes
         self.clock = clock
+        self.on_frame = on_frame
         self._drivers: dict[str, _DriverState] = {}
         self._lock = threading.Lock()  # guards _drivers, not the states in it
 
@@ -160,6 +182,14 @@ class InferenceProcessor:
                 log.warning("driver %s frame %d unusable: %s", header.driver_id, info.seq, exc)
                 continue
             state.last_seq = info.seq
+            if self.on_frame is not None:
+                try:
+                    self.on_frame(ProcessedFrame(header.driver_id, header.vehicle_id, header.fps,
+                                                 info.captured_at, image, jpeg,
+                                                 frame_result.face_boxes))
+                except Exception:  # a clip is never worth an observation
+                    log.exception("driver %s frame %d: clip buffer failed", header.driver_id,
+                                  info.seq)
             result.observations.append(_observation(header, info.captured_at, frame_result,
                                                     self.clock()))
         if corrupt:

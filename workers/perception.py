@@ -33,6 +33,9 @@ class FrameResult:
     events: list[EyeEvent] = field(default_factory=list)
     perclos: float | None = None
     closed_for_s: float = 0.0
+    # Every face the engine found (x0, y0, x1, y1) in the pixels of the frame as given, the
+    # driver's and any other: event clips blur them without a second detection.
+    face_boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
 class DriverPerception:
@@ -72,7 +75,10 @@ class DriverPerception:
             index, t, tracked.driver, image.shape, faces=len(tracked.faces), scale=scale
         )
         events = self.blinks.update(index, t, signals.closure)
-        return FrameResult(signals, events, self.blinks.perclos, self.blinks.closed_for(t))
+        boxes = [(float(x0) / scale, float(y0) / scale, float(x1) / scale, float(y1) / scale)
+                 for x0, y0, x1, y1 in (f.box for f in tracked.faces)]
+        return FrameResult(signals, events, self.blinks.perclos, self.blinks.closed_for(t),
+                           boxes)
 
     def finish(self) -> list[EyeEvent]:
         return self.blinks.flush()

@@ -1,5 +1,8 @@
 """Settings of the perception layer (``VIGIL_PERCEPTION__``) and of the inference worker
-(``VIGIL_WORKER__``)."""
+(``VIGIL_WORKER__``). The worker's event clips (directory, face blurring, pre/post seconds,
+ring bounds) are :class:`streams.clips.ClipSettings` (``VIGIL_CLIPS_DIR``,
+``VIGIL_BLUR_FACES``, ``VIGIL_CLIP_PRE_S``, ...), shared with the aggregator's retention purge
+and the dashboard so that one variable means the same everywhere."""
 
 from __future__ import annotations
 

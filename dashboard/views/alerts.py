@@ -1,5 +1,6 @@
 """Alerts feed: filter by state, reason, severity, driver and time; acknowledge, resolve and
-flag alerts true or false positive (flags feed retraining). Every action is written to the
+flag alerts true or false positive (flags feed retraining); watch the event clip behind an
+alert (faces blurred; loaded only when its panel is opened). Every action is written to the
 store under the operator's name (sidebar)."""
 
 from __future__ import annotations
@@ -67,11 +68,13 @@ def render() -> None:
         with st.container(horizontal=True, vertical_alignment="center"):
             st.caption(f"{len(feed)} alert(s), newest first")
             st.button("Refresh", icon=":material/refresh:", key="alerts_refresh")
-        for row in ui.records(feed):
-            _alert(row, drivers)
+        rows = ui.records(feed)
+        clips = queries.clips(store, [row["alert_id"] for row in rows])
+        for row in rows:
+            _alert(row, drivers, clips[row["alert_id"]])
 
 
-def _alert(a: dict[str, Any], drivers: dict[str, str]) -> None:
+def _alert(a: dict[str, Any], drivers: dict[str, str], clip: queries.ClipView) -> None:
     aid = a["alert_id"]
     with st.container(border=True, key=f"alert-{aid}"):
         with st.container(horizontal=True, vertical_alignment="center"):
@@ -112,8 +115,21 @@ def _alert(a: dict[str, Any], drivers: dict[str, str]) -> None:
                     on_click=_act,
                     args=(aid, action),
                 )
+        _clip(aid, clip)
         with st.expander("Evidence"):
             st.json(a["evidence"])
+
+
+def _clip(alert_id: str, clip: queries.ClipView) -> None:
+    if clip.status != "available" or clip.path is None:
+        st.caption(clip.text, help=clip.path)
+        return
+    # Lazy: the file is read only while the panel is open (a feed may list many alerts).
+    panel = st.expander(clip.text, icon=":material/movie:", key=f"clip-{alert_id}",
+                        on_change="rerun")
+    if panel.open:
+        with panel:
+            st.video(clip.path, format="video/webm")
 
 
 def _lifecycle(a: dict[str, Any]) -> str:

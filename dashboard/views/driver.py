@@ -85,7 +85,12 @@ def _charts(store: Store, driver_id: str, span: float) -> None:
         )
         right.altair_chart(
             charts.metric_chart(
-                series, {"fatigue_score": "fatigue score"}, "Fatigue score (0–1)", events, domain
+                series,
+                {"fatigue_score": "rules (PERCLOS, closures)",
+                 "drowsiness_score": "network (blinks vs. baseline)"},
+                "Fatigue / drowsiness score (0–1)",
+                events,
+                domain,
             )
         )
         left.altair_chart(
@@ -133,8 +138,15 @@ def _header(me: pd.Series) -> None:
             st.metric("PERCLOS", ui.fmt(me["perclos"], ".0%"))
             st.metric("Fatigue score", ui.fmt(me["fatigue_score"]))
             st.metric("KSS", ui.fmt(me["kss"], ".0f"))
+            st.metric("Blinks look", _state_label(me.get("drowsiness_state")),
+                      help="the drowsiness network on the driver's latest 30 blinks, "
+                      "normalised against the start of the shift")
             st.metric("Blinks/min", ui.fmt(me["blink_rate_per_min"], ".1f"))
             st.metric("Open alerts", int(me["open_alerts"]))
+
+
+def _state_label(state: object) -> str:
+    return state.replace("_", " ") if isinstance(state, str) else "—"
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ a replay after a crash re-emits the same alert ids and window keys, which the si
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import faust
 
 from streams.aggregator.clock import CaptureClock
 from streams.aggregator.driver import DriverAggregator
+from streams.aggregator.drowsiness import ServedDrowsinessModel
 from streams.app import bind_topic, create_app
 from streams.schemas import (
     Alert,
@@ -26,8 +28,9 @@ from streams.schemas import (
     WindowMetrics,
     decode_record,
 )
+from streams.settings import AggregatorSettings
 from streams.sinks import register_sinks
-from streams.store import Store
+from streams.store import Store, StoreError
 from streams.topics import (
     AGGREGATOR_GROUP,
     ALERTS,
@@ -43,9 +46,11 @@ TICK_S = 1.0
 
 
 def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings | None = None,
-                         app_id: str = AGGREGATOR_GROUP
+                         app_id: str = AGGREGATOR_GROUP,
+                         settings: AggregatorSettings | None = None,
                          ) -> tuple[faust.App, Callable[[], None]]:
     """The app (aggregator + store/webhook sinks) and a function to call after it stopped."""
+    settings = settings or AggregatorSettings()
     app = create_app(app_id, bootstrap)
     observations = bind_topic(app, OBSERVATIONS)
     alerts_topic = bind_topic(app, ALERTS)
@@ -54,14 +59,15 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
     # driver id -> DriverAggregator.to_state() (JSON), restored from the changelog on restart.
     state_table = app.Table("aggregator-state", default=None, partitions=OBSERVATIONS.partitions)
     aggregators: dict[str, DriverAggregator] = {}
+    drowsiness = ServedDrowsinessModel(store)
     clocks: dict[str, CaptureClock] = {}
 
     def aggregator_for(obs: Observation) -> DriverAggregator:
         agg = aggregators.get(obs.driver_id)
         if agg is None:
             saved = state_table.get(obs.driver_id)
-            agg = (DriverAggregator.from_state(saved) if saved
-                   else DriverAggregator(obs.driver_id, obs.vehicle_id))
+            agg = (DriverAggregator.from_state(saved, estimator=drowsiness) if saved
+                   else DriverAggregator(obs.driver_id, obs.vehicle_id, estimator=drowsiness))
             aggregators[obs.driver_id] = agg
             clocks[obs.driver_id] = CaptureClock()
         return agg
@@ -102,6 +108,14 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
             if now is not None:
                 windows, alerts = agg.tick(now)
                 await publish(windows, alerts)
+
+    @app.timer(settings.model_refresh_s, on_leader=False)
+    async def refresh_drowsiness_model() -> None:
+        try:  # off the event loop: a database query, maybe a model load
+            await asyncio.get_running_loop().run_in_executor(None, drowsiness.refresh)
+        except StoreError as exc:
+            log.warning("model registry unreachable, still serving %s %s: %s",
+                        "drowsiness-blinks", drowsiness.version, exc)
 
     close_sinks = register_sinks(app, store, webhooks or WebhookSettings())
     return app, close_sinks

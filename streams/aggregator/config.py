@@ -93,6 +93,11 @@ class AggregatorConfig:
     """EU DDAW: KSS >= 8 must warn (WARNING), KSS 7 may warn (INFO)."""
     drowsiness_repeat_s: float = 300.0
     """While a driver stays drowsy, DROWSINESS is raised again after this long."""
+    drowsiness_baseline_blinks: int = 60
+    """The learnt estimator z-normalises each driver's blinks against the first this many of
+    the shift (about 4 minutes at a usual 15 blinks/min), as UTA-RLDD was normalised."""
+    drowsiness_shift_gap_s: float = 3600.0
+    """After this long without blinks a new shift (and baseline) begins."""
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -36,8 +36,11 @@ Time-driven rules (:meth:`tick`):
   passes the deadline by ``grace_s`` (room for frames still on their way) it fires with
   ``confirmed_by_frames: false`` in its evidence.
 - DROWSINESS: each closed window with KSS >= ``kss_warning`` (WARNING) or == ``kss_info``
-  (INFO); onset = window start, detected at window end. Raised when the level rises, again
-  after ``drowsiness_repeat_s`` while it persists, and after a window below ``kss_info``.
+  (INFO), the KSS being the larger of the rule-based one and the learnt estimator's on the
+  driver's latest blinks (:mod:`streams.aggregator.drowsiness`; then the evidence carries the
+  blink window and what the network said); onset = window start, detected at window end.
+  Raised when the level rises, again after ``drowsiness_repeat_s`` while it persists, and
+  after a window below ``kss_info``.
 
 Hysteresis and cooldown: after firing, a reason stays latched until its condition is seen clear
 for ``clear_s`` (eyes open, gaze on the road, attentive, face in view, frames arriving); and it
@@ -66,6 +69,7 @@ from dataclasses import asdict
 from typing import Any
 
 from streams.aggregator.config import AggregatorConfig
+from streams.aggregator.drowsiness import BlinkBaseline, DrowsinessEstimate, DrowsinessEstimator
 from streams.aggregator.rules import EPS, Escalation, Latch, Track
 from streams.aggregator.windows import WindowAccumulator
 from streams.errors import InputError
@@ -93,8 +97,10 @@ class DriverAggregator:
     """All per-driver state. Feed observations in capture order; call tick(now) from a timer."""
 
     def __init__(
-        self, driver_id: str, vehicle_id: str, config: AggregatorConfig | None = None
+        self, driver_id: str, vehicle_id: str, config: AggregatorConfig | None = None,
+        estimator: DrowsinessEstimator | None = None,
     ) -> None:
+        """estimator: the learnt drowsiness estimate on blink windows; None leaves it out."""
         self.driver_id = driver_id
         self.vehicle_id = vehicle_id
         self.config = cfg = config or AggregatorConfig()
@@ -113,6 +119,8 @@ class DriverAggregator:
         self._next_window: float | None = None
         self._last_closed_t: float | None = None
         self._drowsy_level = 0
+        self._blinks = BlinkBaseline()
+        self.estimator = estimator
         self.late_frames = 0
         self.duplicates = 0
 
@@ -160,6 +168,7 @@ class DriverAggregator:
         self._count_yawn(t, window)
 
         for event in obs.events:
+            self._blinks.add(event, cfg)
             if event.kind == "blink":
                 if window is not None:
                     window.add_blink(event.duration_s)
@@ -180,8 +189,11 @@ class DriverAggregator:
         alerts: list[Alert] = []
         for acc in self._close_windows(now):
             metrics = acc.metrics(self.driver_id, self.vehicle_id, self.config)
+            blink_window = self._blinks.window()
+            if blink_window is not None and self.estimator is not None:
+                metrics = self._with_estimate(metrics, blink_window)
             windows.append(metrics)
-            alerts += self._drowsiness(metrics)
+            alerts += self._drowsiness(metrics, blink_window)
         alerts += self._tick_escalation(now)
         prev = self._prev_t
         if prev is not None and now - prev >= self.config.camera_silence_s - EPS:
@@ -219,13 +231,15 @@ class DriverAggregator:
             "next_window": self._next_window,
             "last_closed_t": self._last_closed_t,
             "drowsy_level": self._drowsy_level,
+            "blinks": self._blinks.to_dict(),
             "late_frames": self.late_frames,
             "duplicates": self.duplicates,
         }
 
     @classmethod
     def from_state(
-        cls, state: dict[str, Any], config: AggregatorConfig | None = None
+        cls, state: dict[str, Any], config: AggregatorConfig | None = None,
+        estimator: DrowsinessEstimator | None = None,
     ) -> DriverAggregator:
         """Rebuilds an aggregator from :meth:`to_state` (after a JSON round trip too).
 
@@ -234,7 +248,7 @@ class DriverAggregator:
         if version != STATE_VERSION:
             raise InputError(f"aggregator state version {version!r}, expected {STATE_VERSION}")
         try:
-            agg = cls(str(state["driver_id"]), str(state["vehicle_id"]), config)
+            agg = cls(str(state["driver_id"]), str(state["vehicle_id"]), config, estimator)
             if float(state["window_s"]) != agg.config.window_s:
                 log.warning(
                     "driver %s: restoring windows of %.0f s with window_s=%.0f; the open "
@@ -263,6 +277,8 @@ class DriverAggregator:
             agg._next_window = _opt_float(state["next_window"])
             agg._last_closed_t = _opt_float(state["last_closed_t"])
             agg._drowsy_level = int(state["drowsy_level"])
+            # Snapshots from before the learnt estimator start a new baseline.
+            agg._blinks = BlinkBaseline.from_dict(state.get("blinks") or {})
             agg.late_frames = int(state["late_frames"])
             agg.duplicates = int(state["duplicates"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -585,11 +601,26 @@ class DriverAggregator:
             self._fire(AlertReason.CAMERA_BLOCKED, Severity.WARNING, last, at, message, evidence)
         ]
 
-    def _drowsiness(self, metrics: WindowMetrics) -> list[Alert]:
+    def _with_estimate(self, metrics: WindowMetrics, blink_window: Any) -> WindowMetrics:
+        assert self.estimator is not None
+        try:
+            est: DrowsinessEstimate = self.estimator.estimate(blink_window)
+        except Exception:  # a model fault must not cost the window or the rule-based alerts
+            log.exception("driver %s: drowsiness estimate failed, window published without it",
+                          self.driver_id)
+            return metrics
+        return metrics.model_copy(update={
+            "drowsiness_state": est.state, "drowsiness_score": est.score,
+            "drowsiness_kss": est.kss, "drowsiness_probabilities": est.probabilities,
+            "drowsiness_model": est.model})
+
+    def _drowsiness(self, metrics: WindowMetrics, blink_window: Any = None) -> list[Alert]:
+        """DROWSINESS on the window's KSS: the larger of the rule-based and the learnt one."""
         cfg = self.config
-        kss = metrics.kss
-        if kss is None:
+        levels = [k for k in (metrics.kss, metrics.drowsiness_kss) if k is not None]
+        if not levels:
             return []
+        kss = max(levels)
         latch = self._latches[AlertReason.DROWSINESS.value]
         if kss < cfg.kss_info:
             self._drowsy_level = 0
@@ -604,10 +635,11 @@ class DriverAggregator:
             return []
         self._drowsy_level = level
         severity = Severity.WARNING if level >= cfg.kss_warning else Severity.INFO
-        evidence = {
+        evidence: dict[str, Any] = {
             "from": metrics.window_start,
             "to": metrics.window_end,
             "kss": kss,
+            "rule_kss": metrics.kss,
             "fatigue_score": metrics.fatigue_score,
             "perclos": metrics.perclos,
             "blink_duration_mean_s": metrics.blink_duration_mean_s,
@@ -615,7 +647,20 @@ class DriverAggregator:
             "long_closures": metrics.long_closures,
             "yawns": metrics.yawns,
         }
-        message = f"Drowsy: KSS {kss} (fatigue score {metrics.fatigue_score:.2f})"
+        parts = []
+        if metrics.fatigue_score is not None:
+            parts.append(f"fatigue score {metrics.fatigue_score:.2f}")
+        if metrics.drowsiness_state is not None:
+            # What the network saw and said: the operator's flag on this alert turns it into a
+            # labelled training window for `vigil retrain`.
+            evidence["drowsiness"] = {
+                "state": metrics.drowsiness_state, "score": metrics.drowsiness_score,
+                "kss": metrics.drowsiness_kss, "model": metrics.drowsiness_model,
+                "probabilities": metrics.drowsiness_probabilities,
+            }
+            evidence["blink_window"] = blink_window.tolist()
+            parts.append(f"blinks look {metrics.drowsiness_state.replace('_', ' ')}")
+        message = f"Drowsy: KSS {kss} ({', '.join(parts)})" if parts else f"Drowsy: KSS {kss}"
         return [
             self._fire(
                 AlertReason.DROWSINESS,

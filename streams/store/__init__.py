@@ -9,12 +9,21 @@ store.upsert_alert(alert)
 from streams.store.errors import (
     AlertNotFoundError,
     DeliveryNotFoundError,
+    ModelVersionNotFoundError,
     StoreError,
     StoreNotMigratedError,
     StoreUnavailableError,
 )
-from streams.store.models import AlertFlag, DeliveryStatus
-from streams.store.results import Attempt, Delivery, FlagEntry, FleetEntry, StoredAlert
+from streams.store.models import AlertFlag, DeliveryStatus, ModelStatus
+from streams.store.results import (
+    Attempt,
+    Delivery,
+    FlagEntry,
+    FleetEntry,
+    ModelVersion,
+    StoredAlert,
+    StoredClip,
+)
 from streams.store.settings import DatabaseSettings
 from streams.store.store import Store, alembic_config, head_revision
 
@@ -28,11 +37,15 @@ __all__ = [
     "DeliveryStatus",
     "FlagEntry",
     "FleetEntry",
+    "ModelStatus",
+    "ModelVersion",
+    "ModelVersionNotFoundError",
     "Store",
     "StoreError",
     "StoreNotMigratedError",
     "StoreUnavailableError",
     "StoredAlert",
+    "StoredClip",
     "alembic_config",
     "head_revision",
 ]

@@ -51,3 +51,10 @@ class DeliveryNotFoundError(StoreError, InputError):
         )
         self.alert_id = alert_id
         self.endpoint = endpoint
+
+
+class ModelVersionNotFoundError(StoreError, InputError):
+    """A registry operation names a model version that was never registered."""
+
+    def __init__(self, name: str, version: str) -> None:
+        super().__init__(f"no version {version!r} of model {name!r} in the registry")

@@ -26,12 +26,14 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Double,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -63,6 +65,15 @@ class AlertFlag(StrEnum):
 
     TRUE_POSITIVE = "true_positive"
     FALSE_POSITIVE = "false_positive"
+
+
+class ModelStatus(StrEnum):
+    """Where a registered model version stands; one version per model is PROMOTED (served)."""
+
+    CANDIDATE = "candidate"  # registered, never served
+    PROMOTED = "promoted"  # served now
+    RETIRED = "retired"  # served before; ``rollback`` returns to the latest of these
+    ROLLED_BACK = "rolled_back"  # taken out of service by a rollback
 
 
 class DeliveryStatus(StrEnum):
@@ -122,6 +133,11 @@ class WindowMetricsRow(Base):
     au_rates: Mapped[dict[str, float]] = mapped_column(JsonDoc)
     fatigue_score: Mapped[float | None] = mapped_column(Double)
     kss: Mapped[int | None] = mapped_column(Integer)
+    drowsiness_state: Mapped[str | None] = mapped_column(String(16))
+    drowsiness_score: Mapped[float | None] = mapped_column(Double)
+    drowsiness_kss: Mapped[int | None] = mapped_column(Integer)
+    drowsiness_probabilities: Mapped[dict[str, float] | None] = mapped_column(JsonDoc)
+    drowsiness_model: Mapped[str | None] = mapped_column(String(64))
 
 
 class AlertRow(Base):
@@ -218,6 +234,30 @@ class WebhookAttemptRow(Base):
     duration_ms: Mapped[float] = mapped_column(Double)
 
 
+class ModelVersionRow(Base):
+    """One trained version of a model with its weights, lineage and evaluation. The weights
+    live in the database so that every aggregator, wherever it runs, loads the promoted
+    version from where it already reads (the served networks are kilobytes)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        CheckConstraint(_in("status", ModelStatus), name="status"),
+        Index("ix_model_versions_name_status", "name", "status"),
+    )
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parent: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Double)
+    data_hash: Mapped[str] = mapped_column(String(64))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    checkpoint: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="candidate")
+    promoted_at: Mapped[float | None] = mapped_column(Double)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
 class DeadLetterRow(Base):
     """A message set aside (streams.schemas.DeadLetter); unique per source position and
     reason, so replaying the dead-letter topic never duplicates rows."""
@@ -236,6 +276,35 @@ class DeadLetterRow(Base):
     offset: Mapped[int] = mapped_column(BigInteger)
     key: Mapped[str | None] = mapped_column(Text)
     failed_at: Mapped[float] = mapped_column(Double)
+
+
+
+class EventClipRow(Base):
+    """The clip file behind an alert (streams.schemas.EventClip). No FK to alerts: the clip
+    may be recorded before the alert sink has written its alert. When retention purges the
+    file, ``purged_at`` is set and the row stays as a tombstone (no picture in it), so the
+    dashboard can say the clip expired and a replay of the clip record cannot revive it."""
+
+    __tablename__ = "event_clips"
+    __table_args__ = (
+        Index("ix_event_clips_created_at", "created_at"),
+        Index("ix_event_clips_driver_id_started_at", "driver_id", "started_at"),
+    )
+
+    alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    driver_id: Mapped[str] = mapped_column(String(ID_LEN))
+    vehicle_id: Mapped[str] = mapped_column(String(ID_LEN))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    frames: Mapped[int] = mapped_column(Integer)
+    fps: Mapped[float] = mapped_column(Double)
+    started_at: Mapped[float] = mapped_column(Double)
+    ended_at: Mapped[float] = mapped_column(Double)
+    blurred: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[float] = mapped_column(Double)
+    recorded_at: Mapped[float] = mapped_column(Double)
+    purged_at: Mapped[float | None] = mapped_column(Double)
 
 
 ALL_TABLES = tuple(Base.metadata.sorted_tables)

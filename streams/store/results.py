@@ -96,3 +96,45 @@ class Attempt:
     status_code: int | None
     error: str | None
     duration_ms: float
+
+
+@dataclass(frozen=True)
+class StoredClip:
+    """An event clip's row, with the latest flag of its alert (None: unflagged, or the alert
+    is not stored yet). ``purged_at`` set: retention deleted the file (a tombstone)."""
+
+    alert_id: str
+    driver_id: str
+    vehicle_id: str
+    path: str
+    sha256: str
+    size_bytes: int
+    frames: int
+    fps: float
+    started_at: float
+    ended_at: float
+    blurred: bool
+    created_at: float
+    recorded_at: float
+    purged_at: float | None
+    flag: AlertFlag | None
+
+    @property
+    def purged(self) -> bool:
+        return self.purged_at is not None
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered model version without its weights (``Store.model_checkpoint`` has them)."""
+
+    name: str
+    version: str  # "v1", "v2", ...
+    parent: str | None  # the version it was fine-tuned from ("shipped": the repo's weights)
+    created_at: float
+    data_hash: str
+    metrics: dict[str, Any]
+    sha256: str
+    status: str  # streams.store.models.ModelStatus
+    promoted_at: float | None
+    note: str | None

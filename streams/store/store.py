@@ -16,6 +16,7 @@ unknown alerts or deliveries raise :class:`AlertNotFoundError` /
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -64,6 +65,7 @@ from streams.schemas import (
     AlertState,
     DeadLetter,
     DeadLetterReason,
+    EventClip,
     Record,
     Severity,
     WindowMetrics,
@@ -71,6 +73,7 @@ from streams.schemas import (
 from streams.store.errors import (
     AlertNotFoundError,
     DeliveryNotFoundError,
+    ModelVersionNotFoundError,
     StoreError,
     StoreNotMigratedError,
     StoreUnavailableError,
@@ -83,12 +86,23 @@ from streams.store.models import (
     DeadLetterRow,
     DeliveryStatus,
     DriverRow,
+    EventClipRow,
+    ModelStatus,
+    ModelVersionRow,
     VehicleRow,
     WebhookAttemptRow,
     WebhookDeliveryRow,
     WindowMetricsRow,
 )
-from streams.store.results import Attempt, Delivery, FlagEntry, FleetEntry, StoredAlert
+from streams.store.results import (
+    Attempt,
+    Delivery,
+    FlagEntry,
+    FleetEntry,
+    ModelVersion,
+    StoredAlert,
+    StoredClip,
+)
 from streams.store.settings import DatabaseSettings, normalize_url
 
 log = logging.getLogger(__name__)
@@ -105,6 +119,11 @@ FLAGS: Table = AlertFlagRow.__table__  # type: ignore[assignment]
 DELIVERIES: Table = WebhookDeliveryRow.__table__  # type: ignore[assignment]
 ATTEMPTS: Table = WebhookAttemptRow.__table__  # type: ignore[assignment]
 DEAD_LETTERS: Table = DeadLetterRow.__table__  # type: ignore[assignment]
+CLIPS: Table = EventClipRow.__table__  # type: ignore[assignment]
+CLIP_FIELDS = tuple(EventClip.model_fields.keys() - {"schema_"})
+MODELS: Table = ModelVersionRow.__table__  # type: ignore[assignment]
+_MODEL_COLUMNS = tuple(c for c in MODELS.columns if c.name != "checkpoint")
+_PG_REGISTRY_LOCK = 0x56494D52  # "VIMR": serialises version numbering
 
 METRIC_FIELDS = tuple(c.name for c in METRICS.columns)
 _METRIC_KEY = ("driver_id", "window_start")
@@ -380,6 +399,7 @@ class Store:
         for m in items:
             row = _row_values(METRICS, m, METRIC_FIELDS)
             row["au_rates"] = {k: float(v) for k, v in m.au_rates.items() if math.isfinite(v)}
+            row["drowsiness_probabilities"] = _json_safe(m.drowsiness_probabilities) or None
             rows[(m.driver_id, row["window_start"])] = row  # the last of duplicates wins
             seen.append(_Seen(m.driver_id, m.vehicle_id, m.window_start, m.window_end))
         if not rows:
@@ -585,6 +605,112 @@ class Store:
         q = q.order_by(ALERTS.c.flagged_at, ALERTS.c.alert_id)
         with self._begin() as conn:
             return [_stored_alert(r) for r in conn.execute(q).all()]
+
+    # --- model-version registry ---------------------------------------------------------
+
+    def register_model_version(
+        self, name: str, checkpoint: bytes, *, data_hash: str, metrics: Mapping[str, Any],
+        parent: str | None = None, note: str | None = None, at: float | None = None,
+    ) -> ModelVersion:
+        """Stores a new version (status candidate, numbered after the newest) -> it."""
+        _required_text("model name", name)
+        if not checkpoint:
+            raise InputError("a model version needs its checkpoint bytes")
+        row = {"name": name, "parent": parent, "created_at": _now(at), "data_hash": data_hash,
+               "metrics": _json_safe(dict(metrics)), "checkpoint": checkpoint,
+               "sha256": hashlib.sha256(checkpoint).hexdigest(),
+               "status": ModelStatus.CANDIDATE.value, "note": note}
+        with self._begin() as conn:
+            if conn.dialect.name == "postgresql":  # two registrations must not share a number
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                             {"k": _PG_REGISTRY_LOCK})
+            newest = conn.execute(select(func.max(MODELS.c.version))
+                                  .where(MODELS.c.name == name)).scalar()
+            row["version"] = (newest or 0) + 1
+            conn.execute(MODELS.insert().values(**row))
+        log.info("registered %s %s (parent %s)", name, _version_label(row["version"]), parent)
+        return self._model_version(name, _version_label(row["version"]))
+
+    def model_versions(self, name: str) -> list[ModelVersion]:
+        """Every version of ``name``, oldest first."""
+        q = select(*_MODEL_COLUMNS).where(MODELS.c.name == name).order_by(MODELS.c.version)
+        with self._begin() as conn:
+            return [_model_version(r) for r in conn.execute(q).all()]
+
+    def _model_version(self, name: str, version: str) -> ModelVersion:
+        number = _version_number(name, version)
+        q = select(*_MODEL_COLUMNS).where(MODELS.c.name == name, MODELS.c.version == number)
+        with self._begin() as conn:
+            r = conn.execute(q).first()
+        if r is None:
+            raise ModelVersionNotFoundError(name, version)
+        return _model_version(r)
+
+    def model_checkpoint(self, name: str, version: str) -> bytes:
+        """The checkpoint bytes of one version (ModelVersionNotFoundError if unknown)."""
+        q = select(MODELS.c.checkpoint).where(MODELS.c.name == name,
+                                              MODELS.c.version == _version_number(name, version))
+        with self._begin() as conn:
+            blob = conn.execute(q).scalar()
+        if blob is None:
+            raise ModelVersionNotFoundError(name, version)
+        return bytes(blob)
+
+    def promoted_model(self, name: str) -> tuple[str, bytes] | None:
+        """(version, checkpoint bytes) of the version of ``name`` served now, or None (the
+        shipped weights are served)."""
+        q = select(MODELS.c.version, MODELS.c.checkpoint).where(
+            MODELS.c.name == name, MODELS.c.status == ModelStatus.PROMOTED.value)
+        with self._begin() as conn:
+            r = conn.execute(q).first()
+        return None if r is None else (_version_label(r.version), bytes(r.checkpoint))
+
+    def promote_model(self, name: str, version: str, *, at: float | None = None
+                      ) -> ModelVersion:
+        """Serves ``version`` from now on; the one served before is retired (rollback returns
+        to it). Promoting the served version again changes nothing."""
+        number = _version_number(name, version)
+        with self._begin() as conn:
+            current = self._lock_models(conn, name)
+            if number not in current:
+                raise ModelVersionNotFoundError(name, version)
+            if current[number] != ModelStatus.PROMOTED.value:
+                self._set_served(conn, name, number, ModelStatus.RETIRED, _now(at))
+        return self._model_version(name, version)
+
+    def rollback_model(self, name: str, *, at: float | None = None) -> ModelVersion | None:
+        """Takes the served version out of service and serves the one promoted before it
+        (-> that version), or the shipped weights when there is none (-> None). Raises
+        InputError when no version is promoted."""
+        with self._begin() as conn:
+            current = self._lock_models(conn, name)
+            if ModelStatus.PROMOTED.value not in current.values():
+                raise InputError(f"no version of {name!r} is promoted; nothing to roll back")
+            previous = conn.execute(
+                select(MODELS.c.version).where(MODELS.c.name == name,
+                                               MODELS.c.status == ModelStatus.RETIRED.value)
+                .order_by(MODELS.c.promoted_at.desc(), MODELS.c.version.desc()).limit(1)
+            ).scalar()
+            self._set_served(conn, name, previous, ModelStatus.ROLLED_BACK, _now(at))
+        return None if previous is None else self._model_version(name, _version_label(previous))
+
+    def _lock_models(self, conn: Connection, name: str) -> dict[int, str]:
+        """version -> status of ``name``, rows locked until the transaction ends."""
+        q = select(MODELS.c.version, MODELS.c.status).where(MODELS.c.name == name)
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        return {r.version: r.status for r in conn.execute(q).all()}
+
+    def _set_served(self, conn: Connection, name: str, number: int | None,
+                    former: ModelStatus, at: float) -> None:
+        conn.execute(update(MODELS).where(MODELS.c.name == name,
+                                          MODELS.c.status == ModelStatus.PROMOTED.value)
+                     .values(status=former.value))
+        if number is not None:
+            conn.execute(update(MODELS).where(MODELS.c.name == name, MODELS.c.version == number)
+                         .values(status=ModelStatus.PROMOTED.value, promoted_at=at))
+        log.info("%s: now serving %s", name,
+                 "the shipped weights" if number is None else _version_label(number))
 
     # --- fleet overview -----------------------------------------------------------------
 
@@ -842,6 +968,75 @@ class Store:
         ]
 
 
+    # --- event clips --------------------------------------------------------------------
+
+    def record_clip(self, clip: EventClip, *, at: float | None = None) -> bool:
+        """Stores the clip behind an alert -> True. The same alert id again -> False and
+        nothing changes (a replayed record; a purged clip's tombstone stays purged)."""
+        row = _row_values(CLIPS, clip, CLIP_FIELDS)
+        row["recorded_at"] = _now(at)
+        stmt = (
+            self._insert(CLIPS)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=["alert_id"])
+            .returning(CLIPS.c.alert_id)
+        )
+        with self._begin() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def _clips(self) -> Any:
+        """Clip rows with the latest flag of their alert (if the alert is stored)."""
+        return select(CLIPS, ALERTS.c.flag).select_from(
+            CLIPS.outerjoin(ALERTS, ALERTS.c.alert_id == CLIPS.c.alert_id)
+        )
+
+    def clip_for_alert(self, alert_id: str) -> StoredClip | None:
+        """The alert's clip, purged ones included (None: no clip was ever recorded)."""
+        with self._begin() as conn:
+            row = conn.execute(self._clips().where(CLIPS.c.alert_id == alert_id)).first()
+        return None if row is None else _stored_clip(row)
+
+    def clips_for_alerts(self, alert_ids: Iterable[str]) -> dict[str, StoredClip]:
+        """alert id -> its clip, for those of ``alert_ids`` that have one."""
+        ids = sorted(set(alert_ids))
+        out: dict[str, StoredClip] = {}
+        with self._begin() as conn:
+            for chunk in _chunks(ids):
+                q = self._clips().where(CLIPS.c.alert_id.in_(list(chunk)))
+                out.update((r.alert_id, _stored_clip(r)) for r in conn.execute(q).all())
+        return out
+
+    def expired_clips(self, unflagged_before: float, flagged_before: float,
+                      limit: int | None = None) -> list[StoredClip]:
+        """Clips not purged yet and created before ``unflagged_before`` (alert not flagged)
+        or ``flagged_before`` (alert flagged true or false positive), oldest first."""
+        q = self._clips().where(
+            CLIPS.c.purged_at.is_(None),
+            or_(
+                and_(ALERTS.c.flag.is_(None), CLIPS.c.created_at < unflagged_before),
+                and_(ALERTS.c.flag.is_not(None), CLIPS.c.created_at < flagged_before),
+            ),
+        ).order_by(CLIPS.c.created_at, CLIPS.c.alert_id)
+        if limit is not None:
+            q = q.limit(limit)
+        with self._begin() as conn:
+            return [_stored_clip(r) for r in conn.execute(q).all()]
+
+    def purge_clips(self, alert_ids: Iterable[str], *, at: float | None = None) -> int:
+        """Marks clips whose files were deleted as purged (tombstones); returns how many
+        changed (already purged ones do not count)."""
+        ids = sorted(set(alert_ids))
+        when, n = _now(at), 0
+        with self._begin() as conn:
+            for chunk in _chunks(ids):
+                n += conn.execute(
+                    update(CLIPS)
+                    .where(CLIPS.c.alert_id.in_(list(chunk)), CLIPS.c.purged_at.is_(None))
+                    .values(purged_at=when)
+                ).rowcount
+        return n
+
+
 # --- helpers ----------------------------------------------------------------------------
 
 
@@ -910,7 +1105,28 @@ def _enum_value(enum: type[E], value: Any, what: str) -> Any:
 
 
 def _metrics(m: Mapping[Any, Any]) -> WindowMetrics:
-    return WindowMetrics.model_validate({c: m[c] for c in METRIC_FIELDS})
+    values = {c: m[c] for c in METRIC_FIELDS}
+    values["drowsiness_probabilities"] = values["drowsiness_probabilities"] or {}
+    return WindowMetrics.model_validate(values)
+
+
+def _version_label(number: int) -> str:
+    return f"v{number}"
+
+
+def _version_number(name: str, version: str) -> int:
+    """"v3" or "3" -> 3; anything else is a version that cannot exist."""
+    digits = str(version).removeprefix("v")
+    if not digits.isdigit():
+        raise ModelVersionNotFoundError(name, version)
+    return int(digits)
+
+
+def _model_version(r: Row[Any]) -> ModelVersion:
+    return ModelVersion(name=r.name, version=_version_label(r.version), parent=r.parent,
+                        created_at=r.created_at, data_hash=r.data_hash, metrics=r.metrics,
+                        sha256=r.sha256, status=r.status, promoted_at=r.promoted_at,
+                        note=r.note)
 
 
 def _stored_alert(r: Row[Any]) -> StoredAlert:
@@ -932,6 +1148,15 @@ def _stored_alert(r: Row[Any]) -> StoredAlert:
         flag=None if r.flag is None else AlertFlag(r.flag),
         flagged_at=r.flagged_at,
         flagged_by=r.flagged_by,
+    )
+
+
+def _stored_clip(r: Row[Any]) -> StoredClip:
+    return StoredClip(
+        **{f: getattr(r, f) for f in CLIP_FIELDS},
+        recorded_at=r.recorded_at,
+        purged_at=r.purged_at,
+        flag=None if r.flag is None else AlertFlag(r.flag),
     )
 
 

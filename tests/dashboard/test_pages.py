@@ -75,7 +75,7 @@ def test_driver_page_charts_the_chosen_driver(fleet: Fleet) -> None:
     for wanted in (
         "Blink rate (per minute)",
         "Blink duration (s)",
-        "Fatigue score (0–1)",
+        "Fatigue / drowsiness score (0–1)",
         "Alert events",
     ):
         assert wanted in titles

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from streams.errors import ConfigurationError
-from streams.store import DatabaseSettings, Store
+from streams.store import DatabaseSettings, Store, head_revision
 
 
 def test_url_comes_from_vigil_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,7 +38,7 @@ def test_default_is_a_sqlite_file_in_the_data_dir(
     assert url == f"sqlite:///{tmp_path / 'data' / 'vigil' / 'vigil.db'}"
     assert (tmp_path / "data" / "vigil").is_dir()
     with Store(url) as store:
-        assert store.migrate() == "0001"
+        assert store.migrate() == head_revision()
 
 
 def test_bad_urls_are_configuration_errors(monkeypatch: pytest.MonkeyPatch) -> None:
