@@ -19,9 +19,11 @@ from torch import nn
 
 from models.registry import ModelError, register_model
 
+NAME = "drowsiness-blinks"
 CLASSES = ("alert", "low_vigilant", "drowsy")
 # Trained on all four UTA-RLDD folds; how, and how well: models/cards/drowsiness-blinks.md
 SHIPPED_CHECKPOINT = Path(__file__).parent / "weights" / "drowsiness-blinks.pt"
+SHIPPED_VERSION = "shipped"  # how the model-version registry names these weights
 WINDOW_BLINKS = 30
 BLINK_FEATURES = 4
 
@@ -124,7 +126,7 @@ class BlinkWindowNet(nn.Module):
 CORES = ("tcn", "stats")
 
 
-@register_model("drowsiness-blinks",
+@register_model(NAME,
                 example=lambda batch: (torch.randn(batch, WINDOW_BLINKS, BLINK_FEATURES),))
 def drowsiness_blinks(core: str = "stats", features: int = BLINK_FEATURES,
                       classes: int = len(CLASSES), channels: int = 32, kernel: int = 5,

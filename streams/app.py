@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams.schemas import MAX_BATCH_BYTES
+from streams.schemas import MAX_BATCH_BYTES, DeadLetter, DeadLetterReason, SchemaError
 from streams.topics import TopicSpec
 
 # How long a consumer's fetch may wait at the broker for new records. Faust fixes it at
@@ -63,3 +64,15 @@ def bind_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
         spec.name, partitions=spec.partitions, key_serializer="raw", value_serializer="raw",
         retention=spec.retention_ms / 1000.0,
     )
+
+
+async def set_aside(dead_letters: faust.TopicT, message: Any, exc: SchemaError) -> None:
+    """Sends a consumed message that does not decode to the dead-letter topic: its bytes, with
+    the reason and its ``topic[partition]@offset`` in the header."""
+    key = message.key or b""
+    letter = DeadLetter(reason=DeadLetterReason.BAD_SCHEMA, error=str(exc),
+                        source_topic=message.topic, partition=message.partition,
+                        offset=message.offset, key=key.decode(errors="replace") or None)
+    logging.getLogger(__name__).warning("dead letter %s: %s", letter.where, exc)
+    letter, value = letter.carrying(message.value or b"")
+    await dead_letters.send(key=key, value=value, headers={DeadLetter.HEADER: letter.to_bytes()})

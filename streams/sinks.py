@@ -16,12 +16,11 @@ from typing import TypeVar
 
 import faust
 
-from streams.app import bind_topic
+from streams.app import bind_topic, set_aside
 from streams.clips import ClipSettings, purge_clips
 from streams.schemas import (
     Alert,
     DeadLetter,
-    DeadLetterReason,
     EventClip,
     R,
     SchemaError,
@@ -96,14 +95,7 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
             try:
                 clip = decode_record(EventClip, message.value or b"")
             except SchemaError as exc:
-                letter = DeadLetter(reason=DeadLetterReason.BAD_SCHEMA, error=str(exc),
-                                    source_topic=message.topic, partition=message.partition,
-                                    offset=message.offset,
-                                    key=(message.key or b"").decode(errors="replace"))
-                log.warning("dead letter %s: %s", letter.where, exc)
-                letter, value = letter.carrying(message.value or b"")
-                await dead_letters.send(key=message.key or b"", value=value,
-                                        headers={DeadLetter.HEADER: letter.to_bytes()})
+                await set_aside(dead_letters, message, exc)
                 continue
             new = await _with_store("storing clip", partial(store.record_clip, clip))
             log.info("clip of alert %s stored (%s)", clip.alert_id, "new" if new else "replay")

@@ -117,11 +117,12 @@ from training.loop import (
     CheckpointSpec,
     EvalFn,
     FitConfig,
-    FitResult,
     StepFn,
+    TrainResult,
     fit,
     json_ready,
     plot_roc,
+    torch_threads,
     write_json,
 )
 from training.metrics import binary_metrics, roc_curve
@@ -659,36 +660,10 @@ def initial_model(config: AUTrainConfig) -> SATNet:
     return model
 
 
-@dataclass
-class AUResult:
-    """What :func:`train_au` produced."""
-
-    checkpoint: Path
-    metrics: dict[str, Any]
-    data: dict[str, Any]
-    fit: FitResult
-    files: dict[str, Path]
-    elapsed_s: float
-
-    @property
-    def skipped_clips(self) -> int:
-        return int(self.data["skipped_clips"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"checkpoint": str(self.checkpoint), "metrics": self.metrics, "data": self.data,
-                "files": {k: str(v) for k, v in self.files.items()},
-                "epochs": self.fit.epochs_run, "elapsed_s": round(self.elapsed_s, 1)}
-
-
-def train_au(config: AUTrainConfig) -> AUResult:
+def train_au(config: AUTrainConfig) -> TrainResult:
     """Prepares the windows, trains, and writes the outputs listed in the module docstring."""
-    threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _train(config)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _roc(out_dir: Path, labels: np.ndarray, probs: np.ndarray, names: Sequence[str]
@@ -712,7 +687,7 @@ def _roc(out_dir: Path, labels: np.ndarray, probs: np.ndarray, names: Sequence[s
     return {"roc_plot": out_dir / "roc.png", "roc": out_dir / "roc.json"}
 
 
-def _train(config: AUTrainConfig) -> AUResult:
+def _train(config: AUTrainConfig) -> TrainResult:
     started = time.monotonic()
     config.out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
@@ -772,7 +747,7 @@ def _train(config: AUTrainConfig) -> AUResult:
     log.info("AU training done in %.0f s: mean F1 %.3f, mean AUC %.3f (%s) on %d validation "
              "windows; %d skipped; %s", elapsed, metrics["mean_f1"], metrics["mean_auc"], per_au,
              data["val_clips"], data["skipped_clips"], checkpoint)
-    return AUResult(checkpoint, metrics, data, result, files, elapsed)
+    return TrainResult(checkpoint, metrics, data, result, files, elapsed)
 
 
 # ---------------------------------------------------------------- command line

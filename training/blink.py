@@ -118,6 +118,7 @@ from training.loop import (
     fit,
     json_ready,
     plot_roc,
+    torch_threads,
     write_json,
 )
 from training.metrics import binary_metrics, roc_curve
@@ -813,13 +814,8 @@ def _stage(name: str, model: BlinkEyelidNet, train: DataLoader[Any], val: DataLo
 def train_blink(config: BlinkTrainConfig) -> BlinkResult:
     """Prepares the clips, trains the teacher (L_T), then the student (L_S, distilled from
     the teacher) and writes the outputs listed in the module docstring."""
-    threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _train(config)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(config: BlinkTrainConfig) -> BlinkResult:

@@ -20,8 +20,6 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -31,15 +29,16 @@ import torch
 
 from models.checkpoint import save_checkpoint
 from models.drowsiness import CLASSES, BlinkWindowNet, drowsiness_loss
+from models.drowsiness import NAME as MODEL
 from models.gan import GanBalancer, GanOptimisers
 from models.predictor import ClipPredictor
 from models.registry import create_model
 from streams.errors import InputError
+from training.loop import torch_threads
 from training.metrics import classification_report
 
 log = logging.getLogger(__name__)
 
-MODEL = "drowsiness-blinks"
 LABEL_VALUES = (0, 5, 10)  # the dataset's labels for CLASSES, in order
 
 
@@ -123,16 +122,6 @@ class DrowsinessConfig:
     gan_generator_hidden: int = 128
     seed: int = 0
     threads: int = 1  # these networks are small: one thread each beats contended cores
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def class_weights(y: np.ndarray, classes: int = len(CLASSES)) -> torch.Tensor:

@@ -115,11 +115,12 @@ from training.loop import (
     CheckpointSpec,
     EvalFn,
     FitConfig,
-    FitResult,
     StepFn,
+    TrainResult,
     fit,
     json_ready,
     plot_roc,
+    torch_threads,
     write_json,
 )
 from training.metrics import binary_metrics, roc_curve
@@ -586,39 +587,13 @@ def initial_model(config: FatigueTrainConfig) -> FatigueNet:
     return model
 
 
-@dataclass
-class FatigueResult:
-    """What :func:`train_fatigue` produced."""
-
-    checkpoint: Path
-    metrics: dict[str, Any]
-    data: dict[str, Any]
-    fit: FitResult
-    files: dict[str, Path]
-    elapsed_s: float
-
-    @property
-    def skipped_clips(self) -> int:
-        return int(self.data["skipped_clips"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"checkpoint": str(self.checkpoint), "metrics": self.metrics, "data": self.data,
-                "files": {k: str(v) for k, v in self.files.items()},
-                "epochs": self.fit.epochs_run, "elapsed_s": round(self.elapsed_s, 1)}
-
-
-def train_fatigue(config: FatigueTrainConfig) -> FatigueResult:
+def train_fatigue(config: FatigueTrainConfig) -> TrainResult:
     """Prepares the clips, trains, and writes the outputs listed in the module docstring."""
-    threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _train(config)
-    finally:
-        torch.set_num_threads(threads)
 
 
-def _train(config: FatigueTrainConfig) -> FatigueResult:
+def _train(config: FatigueTrainConfig) -> TrainResult:
     started = time.monotonic()
     config.out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
@@ -685,7 +660,7 @@ def _train(config: FatigueTrainConfig) -> FatigueResult:
              "skipped; %s", elapsed, metrics["mae"], metrics["rmse"], metrics["bin_accuracy"],
              metrics["accuracy"], metrics["f1"], metrics["auc"], data["val_clips"],
              data["skipped_clips"], checkpoint)
-    return FatigueResult(checkpoint, metrics, data, result, files, elapsed)
+    return TrainResult(checkpoint, metrics, data, result, files, elapsed)
 
 
 # ---------------------------------------------------------------- command line

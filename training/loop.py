@@ -35,6 +35,7 @@ import os
 import random
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,18 @@ class FitConfig:
             raise ConfigurationError(f"patience must be at least 1 or None, got {self.patience}")
 
 
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside the block (None: left as they are)."""
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` returns; ``history`` has one dict per epoch (epoch, counted from 1,
@@ -117,6 +130,27 @@ class FitResult:
     @property
     def epochs_run(self) -> int:
         return len(self.history)
+
+
+@dataclass
+class TrainResult:
+    """What a single-stage trainer (fatigue, AU) produced."""
+
+    checkpoint: Path
+    metrics: dict[str, Any]
+    data: dict[str, Any]
+    fit: FitResult
+    files: dict[str, Path]
+    elapsed_s: float
+
+    @property
+    def skipped_clips(self) -> int:
+        return int(self.data["skipped_clips"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checkpoint": str(self.checkpoint), "metrics": self.metrics, "data": self.data,
+                "files": {k: str(v) for k, v in self.files.items()},
+                "epochs": self.fit.epochs_run, "elapsed_s": round(self.elapsed_s, 1)}
 
 
 # ---------------------------------------------------------------- pure helpers

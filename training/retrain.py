@@ -36,7 +36,13 @@ import numpy as np
 import torch
 
 from models.checkpoint import load_checkpoint
-from models.drowsiness import CLASSES, SHIPPED_CHECKPOINT, WINDOW_BLINKS, BlinkWindowNet
+from models.drowsiness import (
+    CLASSES,
+    SHIPPED_CHECKPOINT,
+    SHIPPED_VERSION,
+    WINDOW_BLINKS,
+    BlinkWindowNet,
+)
 from models.gan import GanBalancer, GanOptimisers
 from streams.errors import InputError
 from streams.schemas import AlertReason
@@ -47,14 +53,11 @@ from training.drowsiness import (
     DrowsinessConfig,
     evaluate,
     save_model,
-    torch_threads,
     train_drowsiness,
 )
+from training.loop import torch_threads
 
 log = logging.getLogger(__name__)
-
-SHIPPED_VERSION = "shipped"
-
 
 @dataclass(frozen=True)
 class RetrainConfig:

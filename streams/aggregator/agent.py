@@ -17,12 +17,10 @@ import faust
 
 from streams.aggregator.clock import CaptureClock
 from streams.aggregator.driver import DriverAggregator
-from streams.aggregator.drowsiness import ServedDrowsinessModel
-from streams.app import bind_topic, create_app
+from streams.aggregator.drowsiness import MODEL_NAME, ServedDrowsinessModel
+from streams.app import bind_topic, create_app, set_aside
 from streams.schemas import (
     Alert,
-    DeadLetter,
-    DeadLetterReason,
     Observation,
     SchemaError,
     WindowMetrics,
@@ -86,13 +84,7 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
             try:
                 obs = decode_record(Observation, message.value or b"")
             except SchemaError as exc:
-                letter = DeadLetter(reason=DeadLetterReason.BAD_SCHEMA, error=str(exc),
-                                    source_topic=message.topic, partition=message.partition,
-                                    offset=message.offset)
-                log.warning("dead letter %s: %s", letter.where, exc)
-                letter, value = letter.carrying(message.value or b"")
-                await dead_letters.send(key=b"", value=value,
-                                        headers={DeadLetter.HEADER: letter.to_bytes()})
+                await set_aside(dead_letters, message, exc)
                 continue
             agg = aggregator_for(obs)
             clocks[obs.driver_id].seen(obs.captured_at, time.monotonic())
@@ -115,7 +107,7 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
             await asyncio.get_running_loop().run_in_executor(None, drowsiness.refresh)
         except StoreError as exc:
             log.warning("model registry unreachable, still serving %s %s: %s",
-                        "drowsiness-blinks", drowsiness.version, exc)
+                        MODEL_NAME, drowsiness.version, exc)
 
     close_sinks = register_sinks(app, store, webhooks or WebhookSettings())
     return app, close_sinks

@@ -30,7 +30,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -39,7 +38,8 @@ import numpy as np
 import torch
 
 from models.checkpoint import load_checkpoint
-from models.drowsiness import CLASSES, SHIPPED_CHECKPOINT, WINDOW_BLINKS
+from models.drowsiness import CLASSES, SHIPPED_CHECKPOINT, SHIPPED_VERSION, WINDOW_BLINKS
+from models.drowsiness import NAME as MODEL_NAME
 from models.predictor import ClipPredictor
 from models.registry import ModelError
 from streams.aggregator.config import AggregatorConfig
@@ -47,8 +47,6 @@ from streams.schemas import EyeEventRecord
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "drowsiness-blinks"
-SHIPPED_VERSION = "shipped"
 CLASS_KSS = (2.0, 6.5, 8.5)  # middles of the KSS bands that defined alert / low vig. / drowsy
 BLINK_KINDS = ("blink", "microsleep")
 _STD_FLOOR = 1e-3  # a baseline feature that never varied still divides by something finite
@@ -186,7 +184,6 @@ class ServedDrowsinessModel:
         self._source = source
         self._current = initial or DrowsinessModel.shipped()
         self._failed: str | None = None
-        self._lock = threading.Lock()
 
     @property
     def version(self) -> str:
@@ -196,27 +193,27 @@ class ServedDrowsinessModel:
         return self._current.estimate(window)
 
     def refresh(self) -> bool:
-        """Serves the promoted version if it changed; True when it swapped."""
+        """Serves the promoted version if it changed; True when it swapped. One caller at a
+        time (the aggregator's timer awaits each call before the next)."""
         if self._source is None:
             return False
-        with self._lock:
-            promoted = self._source.promoted_model(MODEL_NAME)
-            if promoted is None:
-                if self._current.version == SHIPPED_VERSION:
-                    return False
-                version, model = SHIPPED_VERSION, DrowsinessModel.shipped()
-            else:
-                version, blob = promoted
-                if version in (self._current.version, self._failed):
-                    return False
-                try:
-                    model = DrowsinessModel.from_bytes(blob, version)
-                except ModelError as exc:
-                    self._failed = version
-                    log.error("promoted %s version %s does not load, still serving %s: %s",
-                              MODEL_NAME, version, self._current.version, exc)
-                    return False
-            log.info("serving %s version %s (was %s)", MODEL_NAME, version,
-                     self._current.version)
-            self._current = model
-            return True
+        promoted = self._source.promoted_model(MODEL_NAME)
+        if promoted is None:
+            if self._current.version == SHIPPED_VERSION:
+                return False
+            version, model = SHIPPED_VERSION, DrowsinessModel.shipped()
+        else:
+            version, blob = promoted
+            if version in (self._current.version, self._failed):
+                return False
+            try:
+                model = DrowsinessModel.from_bytes(blob, version)
+            except ModelError as exc:
+                self._failed = version
+                log.error("promoted %s version %s does not load, still serving %s: %s",
+                          MODEL_NAME, version, self._current.version, exc)
+                return False
+        log.info("serving %s version %s (was %s)", MODEL_NAME, version,
+                 self._current.version)
+        self._current = model
+        return True

@@ -629,7 +629,7 @@ class Store:
             row["version"] = (newest or 0) + 1
             conn.execute(MODELS.insert().values(**row))
         log.info("registered %s %s (parent %s)", name, _version_label(row["version"]), parent)
-        return self._model_version(name, _version_label(row["version"]))
+        return self.model_version(name, _version_label(row["version"]))
 
     def model_versions(self, name: str) -> list[ModelVersion]:
         """Every version of ``name``, oldest first."""
@@ -637,7 +637,8 @@ class Store:
         with self._begin() as conn:
             return [_model_version(r) for r in conn.execute(q).all()]
 
-    def _model_version(self, name: str, version: str) -> ModelVersion:
+    def model_version(self, name: str, version: str) -> ModelVersion:
+        """One version without its weights (ModelVersionNotFoundError if unknown)."""
         number = _version_number(name, version)
         q = select(*_MODEL_COLUMNS).where(MODELS.c.name == name, MODELS.c.version == number)
         with self._begin() as conn:
@@ -676,7 +677,7 @@ class Store:
                 raise ModelVersionNotFoundError(name, version)
             if current[number] != ModelStatus.PROMOTED.value:
                 self._set_served(conn, name, number, ModelStatus.RETIRED, _now(at))
-        return self._model_version(name, version)
+        return self.model_version(name, version)
 
     def rollback_model(self, name: str, *, at: float | None = None) -> ModelVersion | None:
         """Takes the served version out of service and serves the one promoted before it
@@ -692,7 +693,7 @@ class Store:
                 .order_by(MODELS.c.promoted_at.desc(), MODELS.c.version.desc()).limit(1)
             ).scalar()
             self._set_served(conn, name, previous, ModelStatus.ROLLED_BACK, _now(at))
-        return None if previous is None else self._model_version(name, _version_label(previous))
+        return None if previous is None else self.model_version(name, _version_label(previous))
 
     def _lock_models(self, conn: Connection, name: str) -> dict[int, str]:
         """version -> status of ``name``, rows locked until the transaction ends."""
