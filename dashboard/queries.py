@@ -25,13 +25,16 @@ import pandas as pd
 
 from streams.aggregator.config import AggregatorConfig
 from streams.errors import InputError, VigilError
-from streams.schemas import AlertReason, AlertState, Severity
+from streams.schemas import AlertReason, AlertState, Severity, sensing_words
 from streams.store import AlertFlag, DeliveryStatus, Store, StoredAlert
 from streams.topics import CONSUMER_GROUPS, TopicSpec
 
 log = logging.getLogger(__name__)
 
 _RULES = AggregatorConfig()
+# A window whose eye state was untrusted for at least this share of its length cannot say the
+# driver is awake, whatever its few measured seconds say.
+DEGRADED_WINDOW_SHARE = 0.5
 
 
 
@@ -56,6 +59,7 @@ STATUSES: tuple[Status, ...] = (
     Status("drowsy", "Drowsy", "orange", "#ef6c00"),
     Status("distracted", "Distracted", "yellow", "#f9a825"),
     Status("no_face", "No face", "violet", "#7b1fa2"),
+    Status("cannot_monitor", "Cannot monitor eyes", "blue", "#1565c0"),
     Status("offline", "Offline", "gray", "#757575"),
     Status("alert", "Awake", "green", "#2e7d32"),  # "alert" as in KSS: no sign of fatigue
 )
@@ -70,6 +74,7 @@ _REASON_STATUS: dict[str, str] = {
     AlertReason.DISTRACTION: "distracted",
     AlertReason.NO_FACE: "no_face",
     AlertReason.CAMERA_BLOCKED: "no_face",
+    AlertReason.SENSING_DEGRADED: "cannot_monitor",
 }
 # drivers.last_state is free-form; these spellings map onto the dashboard's states.
 _STATE_SYNONYMS = {
@@ -81,6 +86,7 @@ _STATE_SYNONYMS = {
     "distraction": "distracted",
     "no face": "no_face",
     "camera_blocked": "no_face",
+    "sensing_degraded": "cannot_monitor",
 }
 
 
@@ -108,15 +114,18 @@ def fleet_status(
     recent_alert_s: float = 300.0,
 ) -> pd.DataFrame:
     """One row per driver, worst first: ``driver_id, name, vehicle_id, status, status_label,
-    rank, perclos, fatigue_score, kss, blink_rate_per_min, open_alerts, active_reasons,
-    last_seen, seen_ago_s``.
+    status_detail, rank, perclos, fatigue_score, kss, blink_rate_per_min, open_alerts,
+    active_reasons, last_seen, seen_ago_s``.
 
     Status: ``offline`` when nothing was heard from the driver for ``offline_after_s``;
     otherwise the worst of what the unresolved alerts of the last ``recent_alert_s`` say
     (unresponsive, sleep/microsleep -> asleep, drowsiness -> drowsy, distraction ->
-    distracted, no face/camera blocked -> no face), what the latest window says (KSS or
-    PERCLOS at the drowsy criterion -> drowsy, frames without a face -> no face) and the
-    stored ``last_state``; ``alert`` (awake) when none of them says anything.
+    distracted, no face/camera blocked -> no face, sensing degraded -> cannot monitor eyes),
+    what the latest window says (KSS or PERCLOS at the drowsy criterion -> drowsy, frames
+    without a face -> no face, eye state untrusted for ``DEGRADED_WINDOW_SHARE`` of it ->
+    cannot monitor eyes) and the stored ``last_state``; ``alert`` (awake) when none of them
+    says anything. ``status_detail``: the status in words with its cause where there is one
+    ("Cannot monitor eyes — eyes hidden (sunglasses, a hand or glare)").
     """
     entries = store.fleet_overview()
     recent = [
@@ -125,13 +134,18 @@ def fleet_status(
         if a.state != AlertState.RESOLVED
     ]
     reasons: dict[str, set[str]] = {}
-    for a in recent:
+    sensing: dict[str, str] = {}  # driver -> reason of the newest unresolved degraded alert
+    for a in recent:  # newest first
         reasons.setdefault(a.driver_id, set()).add(a.reason.value)
+        cause = a.evidence.get("sensing")
+        if a.reason is AlertReason.SENSING_DEGRADED and isinstance(cause, str):
+            sensing.setdefault(a.driver_id, cause)
     rows = []
     for e in entries:
         m = e.latest
         seen_ago = max(now - e.last_seen, 0.0)
         active = sorted(reasons.get(e.driver_id, set()))
+        cause = sensing.get(e.driver_id)
         if seen_ago > offline_after_s:
             status = "offline"
         else:
@@ -144,6 +158,9 @@ def fleet_status(
                     said.append("drowsy")
                 if m.frames > 0 and m.face_frames == 0:
                     said.append("no_face")
+                if m.degraded_s >= DEGRADED_WINDOW_SHARE * (m.window_end - m.window_start):
+                    said.append("cannot_monitor")
+                    cause = m.sensing or cause
             stored = _state_of(e.last_state)
             if stored is not None:
                 said.append(stored)
@@ -155,6 +172,7 @@ def fleet_status(
                 "vehicle_id": e.vehicle_id,
                 "status": status,
                 "status_label": STATUS[status].label,
+                "status_detail": _detail(status, cause),
                 "rank": _RANK[status],
                 "perclos": None if m is None else m.perclos,
                 "fatigue_score": None if m is None else m.fatigue_score,
@@ -173,6 +191,7 @@ def fleet_status(
         "vehicle_id",
         "status",
         "status_label",
+        "status_detail",
         "rank",
         "perclos",
         "fatigue_score",
@@ -193,6 +212,13 @@ def fleet_status(
         na_position="last",
     )
     return frame.reset_index(drop=True)
+
+
+def _detail(status: str, sensing: str | None) -> str:
+    label = STATUS[status].label
+    if status == "cannot_monitor" and sensing:
+        return f"{label} — {sensing_words(sensing)}"
+    return label
 
 
 def status_counts(fleet: pd.DataFrame) -> dict[str, int]:
@@ -231,6 +257,8 @@ SERIES_COLUMNS = (
     "drowsiness_kss",
     "drowsiness_state",
     "drowsiness_model",
+    "degraded_s",
+    "sensing",
 )
 
 
@@ -290,6 +318,9 @@ def evidence_summary(evidence: Mapping[str, Any], max_items: int = 6) -> str:
     parts = []
     for key, value in evidence.items():
         if key in ("from", "to"):
+            continue
+        if key == "sensing" and isinstance(value, str):  # SENSING_DEGRADED's cause
+            parts.append(f"cause: {sensing_words(value)}")
             continue
         text = _fmt_value(key, value)
         if text is not None:

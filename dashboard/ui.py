@@ -130,9 +130,10 @@ def time_range(label: str, key: str, default: str = "1 h", all_time: bool = Fals
     return RANGES[choice]
 
 
-def status_badge(status: str) -> None:
+def status_badge(status: str, label: str | None = None) -> None:
+    """The status's badge, saying ``label`` (e.g. the status with its cause) if given."""
     s = queries.STATUS[status]
-    st.badge(s.label, color=s.color)
+    st.badge(label or s.label, color=s.color)
 
 
 def severity_badge(severity: str) -> None:
@@ -165,7 +166,7 @@ def driver_identity(row: Mapping[str, Any] | pd.Series, *, large: bool) -> None:
         st.subheader(escape(row["name"]))
     else:
         st.markdown(f"**{escape(row['name'])}**")
-    status_badge(row["status"])
+    status_badge(row["status"], row.get("status_detail"))
     st.caption(f"{escape(row['driver_id'])} · vehicle {escape(row['vehicle_id'])} · "
                f"last seen {ago(row['seen_ago_s'])}")
 

@@ -22,8 +22,14 @@ BLINK_HELP = ("the blink network: a teacher, then a self-distilled student, on t
               "(--data) or the driver simulator (--simulated); --help lists every flag")
 FATIGUE_HELP = ("the fatigue network (3D ResNet-18 + non-local block, 0-1 score) on scored "
                 "videos (--data) or the driver simulator (--simulated); --help lists every flag")
+STRICT_HELP = ("refuse a damaged file (exit 2) when it decodes under 90 %% of the frames it "
+               "declares, instead of analysing what decodes and warning")
 AU_HELP = ("the AU network (SAT-Net) on frames with per-frame AU labels (--data) or the driver "
            "simulator (--simulated); --help lists every flag")
+
+EYESTATE_HELP = ("the eye-state network (per-eye closure and visibility) on real faces with "
+                 "rendered lids, near-infrared/glasses/small-face augmentation and the labelled "
+                 "real blinks; --help lists every flag")
 
 # FFmpeg (inside OpenCV) logs every unreadable file on stderr itself; our one-line errors
 # say it better, and stderr stays readable.
@@ -47,10 +53,12 @@ def cmd_provision(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from workers.perception import VideoAnalysis
 
-    for result in VideoAnalysis(args.video, engine=args.engine):
+    analysis = VideoAnalysis(args.video, engine=args.engine, strict=args.strict)
+    for result in analysis:
         record = result.signals.to_dict()
         record["perclos"] = None if result.perclos is None else round(result.perclos, 4)
         record["events"] = [e.to_dict() for e in result.events]
+        record["yawns"] = [y.to_dict() for y in result.yawns]
         if args.json:
             _emit(record)
         else:
@@ -60,22 +68,30 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 f"closure={_fmt(s.closure)} yaw={_fmt(s.yaw)} pitch={_fmt(s.pitch)} "
                 f"off_road={s.gaze_off_road} events={[e.kind for e in result.events]}\n"
             )
+    _warn_lost(args.video, analysis.video.frames_lost, analysis.video.declared_frames)
     return 0
 
 
 def cmd_blinks(args: argparse.Namespace) -> int:
     from workers.perception import blink_report
 
-    report = blink_report(args.video, engine=args.engine).to_dict()
+    report = blink_report(args.video, engine=args.engine, strict=args.strict).to_dict()
+    _warn_lost(args.video, report["frames_lost"], report["frames_declared"])
     if args.json:
         _emit(report)
     else:
         sys.stdout.write(
             f"{report['frames']} frames at {report['fps']} fps, {report['blink_count']} blinks "
             f"({report['blinks_per_min']}/min), {len(report['long_closures'])} long closures, "
-            f"PERCLOS {report['perclos']}\n"
+            f"{report['yawn_count']} yawns, PERCLOS {report['perclos']}\n"
         )
     return 0
+
+
+def _warn_lost(video: str, lost: int, declared: int | None) -> None:
+    if lost:
+        of = f" of {declared} declared" if declared else ""
+        log.warning("%s: %d%s frames did not decode", video, lost, of)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -115,6 +131,32 @@ def cmd_eval_perception(args: argparse.Namespace) -> int:
     for name, ok in report["checks"].items():
         out.write(f"  {'PASS' if ok else 'FAIL'} {name} (target {report['targets'][name]})\n")
     return 0 if report["passed"] else 3
+
+
+def cmd_eval_video(args: argparse.Namespace) -> int:
+    from training.eval_video import (
+        evaluate_clip,
+        evaluate_folder,
+        format_report,
+        load_labels,
+        video_path,
+    )
+
+    if (args.labels is None) == (args.all is None) or (args.all and args.clip):
+        raise ConfigurationError("give [CLIP] --labels LABELS.json, or --all LABELS_DIR")
+    video_root = Path(args.video_root) if args.video_root else None
+    if args.all is not None:
+        report = evaluate_folder(Path(args.all), video_root, engine=args.engine,
+                                 variant=args.variant)
+    else:
+        labels = load_labels(Path(args.labels))
+        clip = Path(args.clip) if args.clip else video_path(Path(args.labels), labels, video_root)
+        report = evaluate_clip(clip, labels, engine=args.engine, variant=args.variant)
+    if args.json:
+        _emit(report)
+    else:
+        sys.stdout.write(format_report(report))
+    return 0  # a measurement, not a gate
 
 
 def cmd_bench_perception(args: argparse.Namespace) -> int:
@@ -433,6 +475,14 @@ def cmd_train_au(args: argparse.Namespace) -> int:
     return au.run(parser.parse_args(args.flags))
 
 
+def cmd_train_eyestate(args: argparse.Namespace) -> int:
+    from training import eyestate
+
+    parser = argparse.ArgumentParser(prog="vigil train eyestate", description=EYESTATE_HELP)
+    eyestate.add_arguments(parser)
+    return eyestate.run(parser.parse_args(args.flags))
+
+
 def cmd_eval_drowsiness(args: argparse.Namespace) -> int:
     from models.checkpoint import load_checkpoint
     from training.drowsiness import evaluate, load_windows
@@ -500,11 +550,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video")
     p.add_argument("--engine", help="face engine: mediapipe (default), insightface, opencv")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
 
-    p = add("blinks", cmd_blinks, "blink events, long closures and PERCLOS of a video")
+    p = add("blinks", cmd_blinks, "blink events, long closures, yawns and PERCLOS of a video")
     p.add_argument("video")
     p.add_argument("--engine")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--strict", action="store_true", help=STRICT_HELP)
 
     p = add("simulate", cmd_simulate, "render labelled driver videos onto real faces")
     p.add_argument("--out", required=True)
@@ -593,6 +645,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine")
     p.add_argument("--json", action="store_true")
 
+    p = add("video", cmd_eval_video, "the deployed perception and alert rules on labelled "
+            "real clips: per-event precision/recall/F1, the alerts raised, false alerts per hour "
+            "on attentive footage (labels: training/labels/README.md)", parent=ev_sub)
+    p.add_argument("clip", nargs="?", help="the video (the labels' `video` field when empty)")
+    p.add_argument("--labels", help="the clip's labels JSON (or a simulator truth JSON)")
+    p.add_argument("--all", metavar="LABELS_DIR", help="every labels file in this folder")
+    p.add_argument("--video-root", help="where labels' `video` paths start (default: "
+                   "../shared/data/video beside the repository)")
+    p.add_argument("--variant", help="a synthetic variant of each clip: grayscale, dark, nir, "
+                   "rot35, face30, face45, face60, sunglasses")
+    p.add_argument("--engine")
+    p.add_argument("--json", action="store_true")
+
     p = add("drowsiness", cmd_eval_drowsiness, "a drowsiness checkpoint on blink windows: "
             "accuracy, macro-F1, per-class recall, ROC-AUC, confusion", parent=ev_sub)
     p.add_argument("--ckpt", required=True)
@@ -619,6 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_train_fatigue, passthrough=True)  # flags: training.fatigue
     p = train_sub.add_parser("au", help=AU_HELP, add_help=False)
     p.set_defaults(fn=cmd_train_au, passthrough=True)  # flags: training.au
+    p = train_sub.add_parser("eyestate", help=EYESTATE_HELP, add_help=False)
+    p.set_defaults(fn=cmd_train_eyestate, passthrough=True)  # flags: training.eyestate
 
     p = add("cv", lambda a: 2, "cross-validation")
     cv_sub = p.add_subparsers(dest="target", required=True)

@@ -149,8 +149,51 @@ class EyeEventRecord(BaseModel):
     frequency_per_min: float
 
 
+class YawnRecord(BaseModel):
+    """A yawn as the perception layer reports it (workers.signals.yawns): the span the mouth
+    was wide open, which the aggregator counts as it is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    start_seq: int
+    end_seq: int
+    start_at: float
+    end_at: float
+    duration_s: float
+    peak_jaw_open: float | None = None
+    peak_mouth_open: float | None = None
+
+
+class SensingIssue(StrEnum):
+    """Why a frame's eye state cannot be trusted (``Observation.sensing``)."""
+
+    EYES_HIDDEN = "eyes_hidden"  # sunglasses, a hand, glare: no judgeable eye in the crop
+    FACE_SMALL = "face_small"  # too few pixels on the eyes
+    FACE_TURNED = "face_turned"  # head turned so far the eyes cannot be judged
+    LOW_CONFIDENCE = "low_confidence"  # the eye model is unsure
+    LANDMARKS_LOST = "landmarks_lost"  # the face is found by the detector only
+
+
+SENSING_WORDS: dict[str, str] = {
+    SensingIssue.EYES_HIDDEN: "eyes hidden (sunglasses, a hand or glare)",
+    SensingIssue.FACE_SMALL: "face too small in the image",
+    SensingIssue.FACE_TURNED: "head turned too far away",
+    SensingIssue.LOW_CONFIDENCE: "eye state uncertain",
+    SensingIssue.LANDMARKS_LOST: "face landmarks lost",
+}
+
+
+def sensing_words(code: str) -> str:
+    """A sensing reason code in an operator's words (a code this version lacks: its words)."""
+    return SENSING_WORDS.get(code, code.replace("_", " "))
+
+
 class Observation(Record):
-    """Driver signals of one frame (see workers.signals.FrameSignals for the meaning)."""
+    """Driver signals of one frame (see workers.signals.FrameSignals for the meaning).
+
+    ``sensing``: None when the eye state is measurable, else why not (a SensingIssue value;
+    ``closure`` is then None or untrusted). Not a closed enum on purpose: a worker that knows a
+    newer reason must not get its observations, face and gaze included, dead-lettered by an
+    older aggregator; any code counts as degraded sensing."""
 
     SCHEMA: ClassVar[str] = "vigil.observation.v1"
     schema_: Literal["vigil.observation.v1"] = Field("vigil.observation.v1", alias="schema")
@@ -162,6 +205,7 @@ class Observation(Record):
     face_present: bool
     faces: int = 0
     closure: float | None = None
+    sensing: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,31}$")
     openness_left: float | None = None
     openness_right: float | None = None
     blink_score: float | None = None
@@ -175,6 +219,9 @@ class Observation(Record):
     closed_for_s: float = 0.0
     au: dict[str, float] = Field(default_factory=dict)
     events: list[EyeEventRecord] = Field(default_factory=list)
+    # Yawns finished on this frame; observations from producers that predate yawn events
+    # simply carry none.
+    yawns: list[YawnRecord] = Field(default_factory=list)
 
 
 # --- windows and alerts -----------------------------------------------------------------
@@ -209,6 +256,10 @@ class WindowMetrics(Record):
     drowsiness_kss: int | None = Field(default=None, ge=1, le=9)
     drowsiness_probabilities: dict[str, float] = Field(default_factory=dict)
     drowsiness_model: str | None = None
+    # Seconds with a face whose eye state could not be trusted (Observation.sensing), and the
+    # most frequent reason; the window's eye statistics leave those seconds out.
+    degraded_s: float = Field(default=0.0, ge=0)
+    sensing: str | None = Field(default=None, max_length=32)
 
 
 class AlertReason(StrEnum):
@@ -219,6 +270,7 @@ class AlertReason(StrEnum):
     DROWSINESS = "drowsiness"
     CAMERA_BLOCKED = "camera_blocked"
     NO_FACE = "no_face"
+    SENSING_DEGRADED = "sensing_degraded"
 
 
 class Severity(StrEnum):

@@ -33,13 +33,17 @@ TARGETS = {"blink_f1": 0.95, "long_closure_median_abs_error_ms": 100.0, "perclos
 
 
 def match_intervals(
-    truth: Sequence[tuple[int, int]], detected: Sequence[tuple[int, int]], min_overlap: float = 0.5
+    truth: Sequence[tuple[int, int]], detected: Sequence[tuple[int, int]],
+    min_overlap: float = 0.5, tolerance: int = 0,
 ) -> list[tuple[int, int]]:
     """One-to-one matches (truth index, detected index) of inclusive frame intervals that
-    overlap by at least ``min_overlap`` of the shorter interval; best overlaps first."""
+    overlap by at least ``min_overlap`` of the shorter interval; best overlaps first.
+    ``tolerance``: frames each detected interval is widened by on both sides first (hand
+    labels and detectors place an event's edges a frame or two apart)."""
     candidates = []
     for i, (ts, te) in enumerate(truth):
         for j, (ds, de) in enumerate(detected):
+            ds, de = ds - tolerance, de + tolerance
             overlap = min(te, de) - max(ts, ds) + 1
             shorter = min(te - ts + 1, de - ds + 1)
             if overlap > 0 and overlap >= min_overlap * shorter:
@@ -53,7 +57,9 @@ def match_intervals(
     return sorted(matches)
 
 
-def _prf(tp: int, n_true: int, n_detected: int) -> dict[str, float]:
+def prf(tp: int, n_true: int, n_detected: int) -> dict[str, float]:
+    """Precision, recall and F1 of ``tp`` matches; a precision (recall) with nothing detected
+    (nothing to find) is 1.0."""
     precision = tp / n_detected if n_detected else 1.0
     recall = tp / n_true if n_true else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -119,7 +125,7 @@ def evaluate_driver(
             "true": len(true_blinks),
             "detected": len(found_blinks),
             "matched": len(blink_matches),
-            **_prf(len(blink_matches), len(true_blinks), len(found_blinks)),
+            **prf(len(blink_matches), len(true_blinks), len(found_blinks)),
         },
         "long_closures": {
             "true": len(true_long),
@@ -153,7 +159,7 @@ def evaluate_simulation(
     tp = sum(d["blinks"]["matched"] for d in drivers)
     n_true = sum(d["blinks"]["true"] for d in drivers)
     n_found = sum(d["blinks"]["detected"] for d in drivers)
-    blink = _prf(tp, n_true, n_found)
+    blink = prf(tp, n_true, n_found)
     long_errors = [e for d in drivers for e in d["long_closures"]["abs_errors_ms"]]
     long_true = sum(d["long_closures"]["true"] for d in drivers)
     long_found = sum(d["long_closures"]["detected"] for d in drivers)

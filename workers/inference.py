@@ -35,11 +35,13 @@ from streams.schemas import (
     FrameBatchHeader,
     Observation,
     SchemaError,
+    YawnRecord,
     decode_frame_batch,
 )
 from streams.topics import FRAMES
 from workers.perception import DriverPerception, FrameResult
 from workers.signals import EyeEvent
+from workers.signals.yawns import YawnEvent
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +192,9 @@ class InferenceProcessor:
                 except Exception:  # a clip is never worth an observation
                     log.exception("driver %s frame %d: clip buffer failed", header.driver_id,
                                   info.seq)
-            result.observations.append(_observation(header, info.captured_at, frame_result,
-                                                    self.clock()))
+            result.observations.append(frame_observation(
+                header.driver_id, header.vehicle_id, info.captured_at, frame_result,
+                self.clock()))
         if corrupt:
             dead(DeadLetterReason.CORRUPT_FRAME,
                  f"frames {corrupt} of driver {header.driver_id} do not decode")
@@ -216,18 +219,21 @@ class InferenceProcessor:
             self._drivers.clear()
 
 
-def _observation(header: FrameBatchHeader, captured_at: float, r: FrameResult,
-                 processed_at: float) -> Observation:
+def frame_observation(driver_id: str, vehicle_id: str, captured_at: float, r: FrameResult,
+                      processed_at: float) -> Observation:
+    """The observation the worker publishes for one frame's perception result (pure; also
+    what `vigil eval video` feeds the aggregator)."""
     s = r.signals
     scores = [v for v in (s.blink_score_left, s.blink_score_right) if v is not None]
     return Observation(
-        driver_id=header.driver_id, vehicle_id=header.vehicle_id, seq=s.frame,
+        driver_id=driver_id, vehicle_id=vehicle_id, seq=s.frame,
         captured_at=captured_at, processed_at=processed_at, face_present=s.face_present,
-        faces=s.faces, closure=s.closure, openness_left=s.openness_left,
+        faces=s.faces, closure=s.closure, sensing=s.sensing, openness_left=s.openness_left,
         openness_right=s.openness_right, blink_score=float(np.mean(scores)) if scores else None,
         mouth_open=s.mouth_open, jaw_open=s.jaw_open, yaw=s.yaw, pitch=s.pitch, roll=s.roll,
         gaze_off_road=s.gaze_off_road, perclos=r.perclos, closed_for_s=r.closed_for_s,
         au=s.au, events=[_event_record(e) for e in r.events],
+        yawns=[_yawn_record(y) for y in r.yawns],
     )
 
 
@@ -238,4 +244,11 @@ def _event_record(e: EyeEvent) -> EyeEventRecord:
         end_at=e.end_t, duration_s=e.duration_s, amplitude=e.amplitude,
         peak_closure=e.peak_closure, opening_velocity=e.opening_velocity,
         closed_duration_s=e.closed_duration_s, frequency_per_min=e.frequency_per_min,
+    )
+
+
+def _yawn_record(y: YawnEvent) -> YawnRecord:
+    return YawnRecord(
+        start_seq=y.start_frame, end_seq=y.end_frame, start_at=y.start_t, end_at=y.end_t,
+        duration_s=y.duration_s, peak_jaw_open=y.peak_jaw_open, peak_mouth_open=y.peak_mouth_open,
     )

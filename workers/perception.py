@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from workers.face import DriverFaceTracker, FaceBackend, create_backend
 from workers.settings import PerceptionSettings
 from workers.signals import BlinkConfig, BlinkDetector, EyeEvent, FrameSignals, SignalExtractor
+from workers.signals.eyes import EyeStateEstimator
 from workers.signals.frame import SignalConfig
+from workers.signals.yawns import YawnDetector, YawnEvent
 from workers.video import VideoReader, prepare_frame
 
 log = logging.getLogger(__name__)
@@ -27,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FrameResult:
-    """What one frame yields: its signals and the eye events that finished on it."""
+    """What one frame yields: its signals and the eye events and yawns that finished on it."""
 
     signals: FrameSignals
     events: list[EyeEvent] = field(default_factory=list)
@@ -36,6 +39,7 @@ class FrameResult:
     # Every face the engine found (x0, y0, x1, y1) in the pixels of the frame as given, the
     # driver's and any other: event clips blur them without a second detection.
     face_boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    yawns: list[YawnEvent] = field(default_factory=list)
 
 
 class DriverPerception:
@@ -48,11 +52,13 @@ class DriverPerception:
         signal_config: SignalConfig | None = None,
         blink_config: BlinkConfig | None = None,
         max_side: int = 1920,
+        eye_state: EyeStateEstimator | None = None,
     ) -> None:
         self.backend = backend
         self.tracker = DriverFaceTracker()
-        self.signals = SignalExtractor(fps, signal_config)
+        self.signals = SignalExtractor(fps, signal_config, eye_state)
         self.blinks = BlinkDetector(blink_config)
+        self.yawns = YawnDetector()
         self.max_side = max_side
         self.frames = 0
 
@@ -72,13 +78,14 @@ class DriverPerception:
         t = timestamp_ms / 1000.0
         tracked = self.tracker.update(self.backend.detect(image, timestamp_ms), image.shape)
         signals = self.signals.update(
-            index, t, tracked.driver, image.shape, faces=len(tracked.faces), scale=scale
+            index, t, tracked.driver, image, faces=len(tracked.faces), scale=scale
         )
         events = self.blinks.update(index, t, signals.closure)
+        yawns = self.yawns.update(index, t, signals.jaw_open, signals.mouth_open)
         boxes = [(float(x0) / scale, float(y0) / scale, float(x1) / scale, float(y1) / scale)
                  for x0, y0, x1, y1 in (f.box for f in tracked.faces)]
         return FrameResult(signals, events, self.blinks.perclos, self.blinks.closed_for(t),
-                           boxes)
+                           boxes, yawns)
 
     def finish(self) -> list[EyeEvent]:
         return self.blinks.flush()
@@ -90,16 +97,22 @@ class DriverPerception:
 def open_perception(
     settings: PerceptionSettings, fps: float, engine: str | None = None
 ) -> DriverPerception:
+    torch.set_num_threads(settings.torch_threads)
     backend = create_backend(engine or settings.engine, settings=settings)
-    return DriverPerception(backend, fps=fps, max_side=settings.max_frame_side)
+    eye_state = (EyeStateEstimator.load(settings.eye_state_checkpoint)
+                 if settings.eye_state_checkpoint else None)
+    return DriverPerception(backend, fps=fps, max_side=settings.max_frame_side,
+                            eye_state=eye_state)
 
 
 class VideoAnalysis:
     """Per-frame results of a video file, streamed by iterating.
 
-    Opening checks the file (InputError for unusable ones); iterating may raise InputError
-    after the frames before a truncation. Eye events are reported on the frame they finish;
-    after iteration, ``trailing_events`` holds those still open when the video ended.
+    Opening checks the file (InputError for unusable ones); iterating goes past frames that do
+    not decode (``video.frames_lost``, ``video.lost_spans`` after iteration; ``strict`` raises
+    InputError after the frames before a truncation instead). Eye events and yawns are
+    reported on the frame they finish; after iteration, ``trailing_events`` and
+    ``trailing_yawns`` hold those still open when the video ended.
     """
 
     def __init__(
@@ -107,12 +120,15 @@ class VideoAnalysis:
         path: str | Path,
         settings: PerceptionSettings | None = None,
         engine: str | None = None,
+        strict: bool = False,
     ) -> None:
         self.settings = settings or PerceptionSettings()
         self.engine = engine
-        self.video = VideoReader(path, self.settings.max_frame_side, self.settings.max_file_bytes)
+        self.video = VideoReader(path, self.settings.max_frame_side, self.settings.max_file_bytes,
+                                 strict)
         self.fps = self.video.fps
         self.trailing_events: list[EyeEvent] = []
+        self.trailing_yawns: list[YawnEvent] = []
 
     def __iter__(self) -> Iterator[FrameResult]:
         perception = open_perception(self.settings, self.fps, self.engine)
@@ -122,6 +138,7 @@ class VideoAnalysis:
                     frame.image, frame.timestamp_ms, frame.scale, frame.index
                 )
             self.trailing_events = perception.finish()
+            self.trailing_yawns = perception.yawns.flush()
         finally:
             perception.close()
             self.video.close()
@@ -129,7 +146,9 @@ class VideoAnalysis:
 
 @dataclass
 class BlinkReport:
-    """Eye events and PERCLOS of a whole video."""
+    """Eye events, yawns and PERCLOS of a whole video. frames: frames decoded and analysed;
+    frames_declared: what the container declares (None if it does not say); frames_lost and
+    lost_spans (inclusive frame ranges): see :class:`workers.video.VideoReader`."""
 
     fps: float
     frames: int
@@ -138,6 +157,10 @@ class BlinkReport:
     perclos: float | None
     blinks: list[EyeEvent]
     long_closures: list[EyeEvent]
+    yawns: list[YawnEvent] = field(default_factory=list)
+    frames_declared: int | None = None
+    frames_lost: int = 0
+    lost_spans: list[tuple[int, int]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         minutes = self.frames / self.fps / 60.0 if self.fps else 0.0
@@ -151,18 +174,25 @@ class BlinkReport:
             "blinks_per_min": round(len(self.blinks) / minutes, 2) if minutes else None,
             "blinks": [e.to_dict() for e in self.blinks],
             "long_closures": [e.to_dict() for e in self.long_closures],
+            "yawn_count": len(self.yawns),
+            "yawns": [y.to_dict() for y in self.yawns],
+            "frames_declared": self.frames_declared,
+            "frames_lost": self.frames_lost,
+            "lost_spans": [list(span) for span in self.lost_spans],
         }
 
 
 def blink_report(
-    path: str | Path, settings: PerceptionSettings | None = None, engine: str | None = None
+    path: str | Path, settings: PerceptionSettings | None = None, engine: str | None = None,
+    strict: bool = False,
 ) -> BlinkReport:
-    """Eye events of a whole video; PERCLOS over the whole video (share of measured frames
-    with eyes >= 80 % closed)."""
+    """Eye events and yawns of a whole video; PERCLOS over the whole video (share of measured
+    frames with eyes >= 80 % closed)."""
     closed_level = BlinkConfig().closed
     frames = with_face = measured = closed = 0
     events: list[EyeEvent] = []
-    analysis = VideoAnalysis(path, settings, engine)
+    yawns: list[YawnEvent] = []
+    analysis = VideoAnalysis(path, settings, engine, strict)
     for result in analysis:
         frames += 1
         with_face += result.signals.face_present
@@ -170,7 +200,10 @@ def blink_report(
             measured += 1
             closed += result.signals.closure >= closed_level
         events.extend(result.events)
+        yawns.extend(result.yawns)
     events.extend(analysis.trailing_events)
+    yawns.extend(analysis.trailing_yawns)
+    video = analysis.video
     return BlinkReport(
         fps=analysis.fps,
         frames=frames,
@@ -179,4 +212,8 @@ def blink_report(
         perclos=closed / measured if measured else None,
         blinks=[e for e in events if e.kind == "blink"],
         long_closures=[e for e in events if e.kind != "blink"],
+        yawns=yawns,
+        frames_declared=video.declared_frames or None,
+        frames_lost=video.frames_lost,
+        lost_spans=video.lost_spans,
     )

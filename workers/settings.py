@@ -29,6 +29,21 @@ class PerceptionSettings(BaseSettings):
     insightface_root: Path = Field(default_factory=lambda: Path.home() / ".insightface")
     insightface_pack: str = "buffalo_l"
     max_faces: int = 3
+    # The mediapipe engine's detector fallback (YuNet, shipped in models/yunet/): where the mesh
+    # finds no face, detected faces are meshed again on an upscaled crop, or reported from the
+    # detector's box and 5 points (face present, head pose from those points, no eyelid
+    # landmarks); small mesh faces are read again upscaled.
+    face_detector_fallback: bool = True
+    # YuNet's face score a fallback face needs, in [0, 1].
+    face_detector_min_score: float = Field(default=0.6, ge=0.0, le=1.0)
+    # Frames are shrunk to this longer side for the detector (its cost grows with the area).
+    face_detector_side: int = Field(default=480, ge=64)
+    # Eye-state network weights (models.eyestate); default: the shipped ones.
+    eye_state_checkpoint: Path | None = None
+    # torch's intra-op threads in a perception process. The eye network's work per frame is
+    # tiny, and workers already run drivers in parallel: more threads only contend (pinned to
+    # one core, two threads made a frame 100x slower).
+    torch_threads: int = Field(default=1, ge=1)
     # Frames wider or taller than this are downscaled before the face engine sees them.
     max_frame_side: int = 1920
     # Video files larger than this are refused rather than read for minutes.

@@ -95,7 +95,7 @@ def _table(fleet: pd.DataFrame) -> None:
             "name",
             "driver_id",
             "vehicle_id",
-            "status_label",
+            "status_detail",
             "perclos",
             "fatigue_score",
             "kss",
@@ -105,9 +105,12 @@ def _table(fleet: pd.DataFrame) -> None:
             "last_seen",
         ]
     ]
-    colours = {s.label: s.hex for s in queries.STATUSES}
+    colours = {
+        detail: queries.STATUS[key].hex
+        for detail, key in zip(fleet["status_detail"], fleet["status"], strict=True)
+    }
     styled = shown.style.map(
-        lambda v: f"background-color:{colours.get(v, '')};color:white", subset=["status_label"]
+        lambda v: f"background-color:{colours.get(v, '')};color:white", subset=["status_detail"]
     )
     st.dataframe(
         styled,
@@ -116,7 +119,7 @@ def _table(fleet: pd.DataFrame) -> None:
             "name": "Driver",
             "driver_id": "ID",
             "vehicle_id": "Vehicle",
-            "status_label": "Status",
+            "status_detail": "Status",
             "perclos": st.column_config.NumberColumn("PERCLOS", format="percent"),
             "fatigue_score": st.column_config.ProgressColumn(
                 "Fatigue", min_value=0.0, max_value=1.0, format="%.2f"

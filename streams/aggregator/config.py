@@ -1,8 +1,8 @@
 """Every threshold of the aggregator in one frozen record (DESIGN §4; Euro NCAP 2023 DSM style).
 
-Times are seconds of the capture clock; closures and openings are the perception layer's
-0 (open) .. 1 (closed) units; jaw_open is the MediaPipe ``jawOpen`` blendshape (0..1) and
-mouth_open the inner-lip aspect ratio (MAR).
+Times are seconds of the capture clock; closures are the perception layer's 0 (open) ..
+1 (closed) units. What a yawn is, the worker decides (workers.signals.yawns); the aggregator
+counts its events.
 """
 
 from __future__ import annotations
@@ -33,18 +33,11 @@ class AggregatorConfig:
     """Frame interval (1/nominal_fps) assumed for a driver's first frame and after a gap."""
     max_gap_s: float = 0.5
     """Unmeasured stretches (no face, no eyes, missing frames) up to this long neither break nor
-    extend a run (a glance, a closure, a yawn); longer ones end it."""
+    extend a run (a glance, a closure); longer ones end it."""
     closed_level: float = 0.8
     """Eyes are closed at closure >= this (the PERCLOS P80 criterion) and open below it."""
     au_active: float = 0.5
     """An action unit is active in a frame when its score is >= this."""
-    yawn_jaw_open: float = 0.5
-    yawn_mouth_open: float = 0.6
-    """Mouth wide open: jaw_open >= yawn_jaw_open, or, when jaw_open is missing,
-    mouth_open (MAR) >= yawn_mouth_open."""
-    yawn_min_s: float = 1.5
-    """A wide-open-mouth episode lasting this long counts one yawn (speech and short mouth
-    openings do not)."""
 
     # --- fatigue score and KSS (see streams.aggregator.fatigue) ---------------------------
     perclos_drowsy: float = 0.15
@@ -79,6 +72,14 @@ class AggregatorConfig:
     """... or eyes closed / looking away for this long without a break."""
     no_face_s: float = 5.0
     """NO_FACE: frames keep arriving but none shows a face for this long."""
+    degraded_s: float = 5.0
+    """SENSING_DEGRADED: frames with a face keep saying the eye state cannot be trusted for this
+    long (Euro NCAP: a driver monitor says within 10 s that it cannot monitor). Stretches of
+    trusted or face-less frames up to max_gap_s neither break nor end such a run ...
+    """
+    degraded_min_share: float = 0.5
+    """... but at least this share of the run's frames must be degraded, so a reason that
+    flickers on a few frames of a measurable face raises nothing."""
     camera_silence_s: float = 10.0
     """CAMERA_BLOCKED: no frames at all for this long."""
     clear_s: float = 1.0
@@ -109,6 +110,8 @@ class AggregatorConfig:
                 raise ConfigurationError(f"aggregator setting {name} must be > 0")
         if not 1 <= self.kss_info <= self.kss_warning <= 9:
             raise ConfigurationError("aggregator needs 1 <= kss_info <= kss_warning <= 9")
+        if self.degraded_min_share > 1:
+            raise ConfigurationError("aggregator degraded_min_share must lie in [0, 1]")
         if not 0 < self.closed_level <= 1:
             raise ConfigurationError("aggregator closed_level must lie in (0, 1]")
         if self.blink_duration_drowsy_s <= self.blink_duration_alert_s:

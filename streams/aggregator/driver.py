@@ -26,6 +26,12 @@ Frame-driven rules (decided on observations, at their capture time):
   there is one, else the onset of the warning left unanswered.
 - NO_FACE (WARNING): frames arrive but none has a face for ``no_face_s``; onset = first
   face-less frame. A black or covered lens that still delivers frames shows up here.
+- SENSING_DEGRADED (WARNING): frames with a face keep saying their eye state cannot be trusted
+  (``Observation.sensing``) for ``degraded_s``, at least ``degraded_min_share`` of the run's
+  frames degraded; trusted or face-less stretches up to ``max_gap_s`` are bridged. Evidence and
+  message carry the dominant reason and the share; onset = the first degraded frame. Degraded
+  frames are unmeasured for every eye rule and window statistic (their closure, and
+  ``closed_for_s``, are ignored), so nothing eye-based fires on values the worker distrusts.
 
 Time-driven rules (:meth:`tick`):
 - CAMERA_BLOCKED (WARNING): no observation at all for ``camera_silence_s``; onset = the last
@@ -70,8 +76,8 @@ from typing import Any
 
 from streams.aggregator.config import AggregatorConfig
 from streams.aggregator.drowsiness import BlinkBaseline, DrowsinessEstimate, DrowsinessEstimator
-from streams.aggregator.rules import EPS, Escalation, Latch, Track
-from streams.aggregator.windows import WindowAccumulator
+from streams.aggregator.rules import EPS, Escalation, Latch, SensingTally, Track
+from streams.aggregator.windows import WindowAccumulator, dominant
 from streams.errors import InputError
 from streams.schemas import (
     Alert,
@@ -81,13 +87,16 @@ from streams.schemas import (
     Severity,
     WindowMetrics,
     alert_id,
+    sensing_words,
 )
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 
-_TRACKS = ("eyes_closed", "off_road", "inattentive", "no_face", "mouth_wide")
+# degraded: eye state untrusted (True) / trusted (False) on face frames, for the hysteresis;
+# degraded_run: the same run with trusted stretches up to max_gap_s bridged, for the rule.
+_TRACKS = ("eyes_closed", "off_road", "inattentive", "no_face", "degraded", "degraded_run")
 _ESCALATING = (AlertReason.DISTRACTION, AlertReason.MICROSLEEP, AlertReason.SLEEP)
 _MAX_SLEEP_ONSETS = 8
 _DIGITS = 3
@@ -113,8 +122,8 @@ class DriverAggregator:
         # [start, end] of recent off-road runs, for the cumulative distraction rule.
         self._off_road_runs: list[list[float]] = []
         self._cumulative_from: float | None = None
-        self._yawn_onset: float | None = None
         self._sleep_onsets: list[float] = []
+        self._sensing_tally: SensingTally | None = None
         self._windows: dict[float, WindowAccumulator] = {}
         self._next_window: float | None = None
         self._last_closed_t: float | None = None
@@ -158,14 +167,18 @@ class DriverAggregator:
 
         window = self._window_for(t)
         face = obs.face_present
-        closure = obs.closure if face else None
+        sensing = obs.sensing if face else None
+        closure = obs.closure if face and sensing is None else None  # untrusted: unmeasured
         off_road = obs.gaze_off_road if face else None
         if window is not None:
-            window.add_frame(t, dt, face, closure, off_road, obs.au if face else {}, cfg)
+            window.add_frame(t, dt, face, closure, off_road, obs.au if face else {}, cfg,
+                             sensing)
 
         eyes = self._update_tracks(obs, t, dt, closure, off_road)
         self._clear_latches(t)
-        self._count_yawn(t, window)
+        if window is not None:
+            # Yawns are the worker's events (workers.signals.yawns), counted where they end.
+            window.yawns += len(obs.yawns)
 
         for event in obs.events:
             self._blinks.add(event, cfg)
@@ -181,6 +194,7 @@ class DriverAggregator:
         alerts += self._distraction(obs, t)
         alerts += self._unresponsive(t)
         alerts += self._no_face(t)
+        alerts += self._sensing_degraded(t)
         return alerts
 
     def tick(self, now: float) -> tuple[list[WindowMetrics], list[Alert]]:
@@ -225,8 +239,8 @@ class DriverAggregator:
             "escalation": None if self._escalation is None else asdict(self._escalation),
             "off_road_runs": [list(run) for run in self._off_road_runs],
             "cumulative_from": self._cumulative_from,
-            "yawn_onset": self._yawn_onset,
             "sleep_onsets": list(self._sleep_onsets),
+            "sensing_tally": None if self._sensing_tally is None else asdict(self._sensing_tally),
             "windows": [self._windows[start].to_dict() for start in sorted(self._windows)],
             "next_window": self._next_window,
             "last_closed_t": self._last_closed_t,
@@ -260,7 +274,9 @@ class DriverAggregator:
             agg._prev_t = _opt_float(state["prev_t"])
             agg._frame_dt = float(state["frame_dt"])
             agg._stream_since = _opt_float(state["stream_since"])
-            agg._tracks = {name: Track(**state["tracks"][name]) for name in _TRACKS}
+            # A track added after the snapshot was taken starts empty; older snapshots' yawn
+            # state (a mouth_wide track, yawn_onset) is left out: yawns now come as events.
+            agg._tracks = {name: Track(**state["tracks"].get(name, {})) for name in _TRACKS}
             # A reason added after the snapshot was taken starts unlatched.
             agg._latches = {
                 reason.value: Latch(**state["latches"].get(reason.value, {}))
@@ -270,8 +286,9 @@ class DriverAggregator:
             agg._escalation = None if esc is None else Escalation(**esc)
             agg._off_road_runs = [[float(a), float(b)] for a, b in state["off_road_runs"]]
             agg._cumulative_from = _opt_float(state["cumulative_from"])
-            agg._yawn_onset = _opt_float(state["yawn_onset"])
             agg._sleep_onsets = [float(x) for x in state["sleep_onsets"]]
+            tally = state.get("sensing_tally")
+            agg._sensing_tally = None if tally is None else SensingTally(**tally)
             accs = [WindowAccumulator.from_dict(w) for w in state["windows"]]
             agg._windows = {acc.start: acc for acc in accs}
             agg._next_window = _opt_float(state["next_window"])
@@ -292,8 +309,11 @@ class DriverAggregator:
     ) -> bool | None:
         """Updates the per-frame condition tracks; returns the eyes-closed state of the frame."""
         cfg = self.config
+        degraded = None if not obs.face_present else obs.sensing is not None
         eyes: bool | None = None
-        if obs.closed_for_s > 0 or (closure is not None and closure >= cfg.closed_level):
+        if degraded:
+            pass  # eyes the worker distrusts are unmeasured, its closed_for_s included
+        elif obs.closed_for_s > 0 or (closure is not None and closure >= cfg.closed_level):
             eyes = True
         elif closure is not None:
             eyes = False
@@ -302,18 +322,20 @@ class DriverAggregator:
             inattentive = True
         elif eyes is False and off_road is False:
             inattentive = False
-        mouth: bool | None = None
-        if obs.face_present:
-            if obs.jaw_open is not None:
-                mouth = obs.jaw_open >= cfg.yawn_jaw_open
-            elif obs.mouth_open is not None:
-                mouth = obs.mouth_open >= cfg.yawn_mouth_open
         tracks = self._tracks
         tracks["eyes_closed"].update(t, dt, eyes, cfg.max_gap_s)
         tracks["off_road"].update(t, dt, off_road, cfg.max_gap_s)
         tracks["inattentive"].update(t, dt, inattentive, cfg.max_gap_s)
         tracks["no_face"].update(t, dt, not obs.face_present, cfg.max_gap_s)
-        tracks["mouth_wide"].update(t, dt, mouth, cfg.max_gap_s)
+        tracks["degraded"].update(t, dt, degraded, cfg.max_gap_s)
+        run = tracks["degraded_run"]
+        run.update(t, dt, True if degraded else None, cfg.max_gap_s)
+        if run.onset is None:
+            self._sensing_tally = None
+        else:
+            if self._sensing_tally is None or self._sensing_tally.onset != run.onset:
+                self._sensing_tally = SensingTally(run.onset)
+            self._sensing_tally.add(obs.sensing if degraded else None)
         if off_road is True:
             onset = tracks["off_road"].onset
             assert onset is not None
@@ -332,6 +354,7 @@ class DriverAggregator:
             AlertReason.DISTRACTION: tracks["off_road"].contrary_for(t),
             AlertReason.UNRESPONSIVE: tracks["inattentive"].contrary_for(t),
             AlertReason.NO_FACE: tracks["no_face"].contrary_for(t),
+            AlertReason.SENSING_DEGRADED: tracks["degraded"].contrary_for(t),
             AlertReason.CAMERA_BLOCKED: (
                 0.0 if self._stream_since is None else t - self._stream_since
             ),
@@ -341,15 +364,6 @@ class DriverAggregator:
             if latch.latched and clear_for >= cfg.clear_s - EPS:
                 latch.latched = False
                 log.debug("driver %s: %s cleared at %.3f", self.driver_id, reason.value, t)
-
-    def _count_yawn(self, t: float, window: WindowAccumulator | None) -> None:
-        track = self._tracks["mouth_wide"]
-        if track.last != t or track.onset is None or track.onset == self._yawn_onset:
-            return
-        if track.duration(t) >= self.config.yawn_min_s - EPS:
-            self._yawn_onset = track.onset
-            if window is not None:
-                window.yawns += 1
 
     # --- windows -----------------------------------------------------------------------------
 
@@ -580,6 +594,39 @@ class DriverAggregator:
         message = f"No face in view for {missing:.1f} s"
         return [
             self._fire(AlertReason.NO_FACE, Severity.WARNING, track.onset, t, message, evidence)
+        ]
+
+    def _sensing_degraded(self, t: float) -> list[Alert]:
+        cfg = self.config
+        track, tally = self._tracks["degraded_run"], self._sensing_tally
+        if track.last != t or track.onset is None or tally is None:
+            return []
+        degraded = track.duration(t)
+        latch = self._latches[AlertReason.SENSING_DEGRADED.value]
+        if (
+            degraded < cfg.degraded_s - EPS
+            or tally.share < cfg.degraded_min_share - EPS
+            or not latch.can_fire(t, cfg.cooldown_s)
+        ):
+            return []
+        reason = dominant(tally.reasons)
+        assert reason is not None  # the run's last frame was degraded
+        evidence = {
+            "from": track.onset,
+            "to": t,
+            "degraded_s": degraded,
+            "sensing": reason,
+            "degraded_share": tally.share,
+            "reasons": dict(tally.reasons),
+        }
+        message = (
+            f"Cannot monitor the eyes for {degraded:.1f} s: {sensing_words(reason)} "
+            f"({tally.share:.0%} of frames)"
+        )
+        return [
+            self._fire(
+                AlertReason.SENSING_DEGRADED, Severity.WARNING, track.onset, t, message, evidence
+            )
         ]
 
     def _camera_blocked(

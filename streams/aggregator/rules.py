@@ -1,5 +1,6 @@
 """The small state machines the alert rules are built from: runs of a per-frame condition,
-per-reason latches (hysteresis + cooldown) and the pending UNRESPONSIVE escalation.
+per-reason latches (hysteresis + cooldown), the pending UNRESPONSIVE escalation and the frame
+tally of a degraded-sensing run.
 
 All of them are plain dataclasses of JSON-safe fields, so a snapshot is ``asdict`` and a
 restore is ``Cls(**data)``.
@@ -7,7 +8,7 @@ restore is ``Cls(**data)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Float tolerance for duration thresholds: 90 frames at 30 fps must reach 3.0 s.
 EPS = 1e-6
@@ -100,3 +101,23 @@ class Escalation:
     onset: float
     warned_at: float
     deadline: float
+
+
+@dataclass
+class SensingTally:
+    """The frames of one degraded-sensing run (from ``onset``): all of them, and the degraded
+    ones by reason code."""
+
+    onset: float
+    frames: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, reason: str | None) -> None:
+        self.frames += 1
+        if reason is not None:
+            self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+    @property
+    def share(self) -> float:
+        """Share of the run's frames that were degraded."""
+        return sum(self.reasons.values()) / self.frames if self.frames else 0.0

@@ -3,8 +3,8 @@
 Conventions (DESIGN §4):
 - a frame covers the interval since the previous frame (dt, see DriverAggregator), so durations
   (off_road_s, measured seconds) are sums of frame intervals;
-- eye events (blinks, long closures) count in the window of the observation that reports them,
-  i.e. where they end; a yawn counts in the window of the frame on which it qualifies.
+- eye events (blinks, long closures) and yawns count in the window of the observation that
+  reports them, i.e. where they end.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class WindowAccumulator:
     yawns: int = 0
     off_road_s: float = 0.0
     au_active: dict[str, int] = field(default_factory=dict)
+    degraded_s: float = 0.0
+    sensing_frames: dict[str, int] = field(default_factory=dict)
     first_t: float | None = None
     last_t: float | None = None
 
@@ -49,8 +51,10 @@ class WindowAccumulator:
         off_road: bool | None,
         au: dict[str, float],
         config: AggregatorConfig,
+        sensing: str | None = None,
     ) -> None:
-        """One frame at capture time t covering dt seconds."""
+        """One frame at capture time t covering dt seconds; ``sensing``: why its eye state
+        cannot be trusted (the caller then passes closure None), None when it can."""
         self.frames += 1
         self.first_t = t if self.first_t is None else self.first_t
         self.last_t = t
@@ -58,6 +62,9 @@ class WindowAccumulator:
             self.face_frames += 1
             for name, score in au.items():
                 self.au_active[name] = self.au_active.get(name, 0) + (score >= config.au_active)
+            if sensing is not None:
+                self.degraded_s += dt
+                self.sensing_frames[sensing] = self.sensing_frames.get(sensing, 0) + 1
         if closure is not None:
             self.measured_frames += 1
             self.measured_s += dt
@@ -76,7 +83,7 @@ class WindowAccumulator:
         """The closed window's statistics. perclos: None without eye measurements; blink rate,
         fatigue score and KSS: None with less than ``min_measured_s`` of them; blink durations:
         None without blinks; au_rates: share of face frames with each AU active, for every AU
-        any face frame reported."""
+        any face frame reported; sensing: the most frequent reason of the degraded seconds."""
         perclos = self.closed_frames / self.measured_frames if self.measured_frames else None
         enough = self.measured_s >= config.min_measured_s
         rate = self.blink_count * 60.0 / self.measured_s if enough else None
@@ -110,6 +117,8 @@ class WindowAccumulator:
             au_rates=au_rates,
             fatigue_score=score,
             kss=kss,
+            degraded_s=round(self.degraded_s, _DIGITS),
+            sensing=dominant(self.sensing_frames),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,7 +126,14 @@ class WindowAccumulator:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WindowAccumulator:
-        return cls(**{**data, "au_active": dict(data.get("au_active", {}))})
+        # Snapshots from before degraded sensing lack its fields: the defaults apply.
+        return cls(**{**data, "au_active": dict(data.get("au_active", {})),
+                      "sensing_frames": dict(data.get("sensing_frames", {}))})
+
+
+def dominant(counts: dict[str, int]) -> str | None:
+    """The most frequent key (ties: the first in alphabetical order), None when empty."""
+    return min(counts, key=lambda k: (-counts[k], k), default=None)
 
 
 def _r(value: float | None) -> float | None:

@@ -38,6 +38,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -138,6 +139,8 @@ class WindowMetricsRow(Base):
     drowsiness_kss: Mapped[int | None] = mapped_column(Integer)
     drowsiness_probabilities: Mapped[dict[str, float] | None] = mapped_column(JsonDoc)
     drowsiness_model: Mapped[str | None] = mapped_column(String(64))
+    degraded_s: Mapped[float] = mapped_column(Double, server_default=text("0"))
+    sensing: Mapped[str | None] = mapped_column(String(32))
 
 
 class AlertRow(Base):

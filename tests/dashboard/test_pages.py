@@ -9,6 +9,7 @@ import pytest
 from dash_helpers import APP, NAMES, Fleet
 from streamlit.testing.v1 import AppTest
 
+from dashboard import queries
 from streams.schemas import AlertState
 from streams.store import AlertFlag, Store
 
@@ -40,7 +41,7 @@ def test_fleet_lists_every_driver_worst_first(fleet: Fleet) -> None:
     first_badge = next(m for m in md[md.index("**Bob Okafor**") :] if "-badge[" in m)
     assert first_badge == ":orange-badge[Drowsy]"
     assert ":gray-badge[Offline]" in md  # Carol: two hours without a window
-    metrics = {m.label: m.value for m in at.metric[:7]}
+    metrics = {m.label: m.value for m in at.metric[: 1 + len(queries.STATUSES)]}
     assert metrics["Drivers"] == "4"
     assert metrics["Drowsy"] == metrics["Distracted"] == metrics["Offline"] == "1"
 
@@ -51,7 +52,7 @@ def test_fleet_table_view(fleet: Fleet) -> None:
     table = at.dataframe[0].value
     table = getattr(table, "data", table)  # a Styler: its frame
     assert list(table["name"]) == ["Bob Okafor", "Dan Novak", "Carol Diaz", "Alice Martin"]
-    assert table["status_label"].iloc[0] == "Drowsy"
+    assert table["status_detail"].iloc[0] == "Drowsy"
 
 
 def test_fleet_empty_database_explains_what_to_do(empty_store: Store) -> None:

@@ -38,6 +38,7 @@ def test_fleet_status_worst_first(fleet: Fleet) -> None:
         "drowsy": 1,
         "distracted": 1,
         "no_face": 0,
+        "cannot_monitor": 0,
         "offline": 1,
         "alert": 1,
     }

@@ -39,6 +39,7 @@ TINY_CASES = [
       for e in ("both", "per-eye")),
     *(TinyCase("drowsiness-blinks", lambda b: (torch.randn(b, 30, 4),), {"core": c})
       for c in ("tcn", "stats")),
+    TinyCase("eyestate", lambda b: (torch.randn(b, 1, 16, 24),)),
     TinyCase("gan-balancer", lambda b: (torch.randn(b, 18, 100),),
              trained=lambda model: model.classifier),
     TinyCase("gan-balancer", lambda b: (torch.randn(b, 30, 4),), {"seq_len": 30, "features": 4},

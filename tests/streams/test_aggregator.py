@@ -1,8 +1,8 @@
 """The per-driver aggregator on synthetic 30 fps perception output.
 
 Streams are scripted per frame (face, closure, gaze, mouth, AUs) and passed through the real
-streaming blink detector (workers.signals), so ``closed_for_s`` and the eye events mean exactly
-what the perception workers will send.
+streaming blink and yawn detectors (workers.signals), so ``closed_for_s``, the eye events and
+the yawns mean exactly what the perception workers will send.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ from streams.schemas import (
     Observation,
     Severity,
     WindowMetrics,
+    YawnRecord,
     alert_id,
 )
 from workers.signals import BlinkDetector
+from workers.signals.yawns import YawnDetector
 
 FPS = 30.0
 DT = 1.0 / FPS
@@ -52,6 +54,7 @@ class Spec:
     jaw: float | None = 0.05
     mouth: float | None = None
     au: dict[str, float] = field(default_factory=dict)
+    sensing: str | None = None  # why the eyes cannot be judged (then closure is None)
 
 
 class Script:
@@ -107,11 +110,13 @@ class Script:
 
     def observations(self, driver_id: str = "d1", vehicle_id: str = "v1") -> list[Observation]:
         detector = BlinkDetector()
+        yawning = YawnDetector()
         out = []
         for i, spec in enumerate(self.specs):
             t = self.t(spec.k)
             closure = spec.closure if spec.face else None
             events = detector.update(i, t, closure)
+            yawns = yawning.update(i, t, *((spec.jaw, spec.mouth) if spec.face else (None, None)))
             out.append(
                 Observation(
                     driver_id=driver_id,
@@ -122,6 +127,7 @@ class Script:
                     face_present=spec.face,
                     faces=int(spec.face),
                     closure=closure,
+                    sensing=spec.sensing if spec.face else None,
                     mouth_open=spec.mouth if spec.face else None,
                     jaw_open=spec.jaw if spec.face else None,
                     gaze_off_road=spec.off_road if spec.face else None,
@@ -143,6 +149,18 @@ class Script:
                             frequency_per_min=e.frequency_per_min,
                         )
                         for e in events
+                    ],
+                    yawns=[
+                        YawnRecord(
+                            start_seq=y.start_frame,
+                            end_seq=y.end_frame,
+                            start_at=y.start_t,
+                            end_at=y.end_t,
+                            duration_s=y.duration_s,
+                            peak_jaw_open=y.peak_jaw_open,
+                            peak_mouth_open=y.peak_mouth_open,
+                        )
+                        for y in yawns
                     ],
                 )
             )
@@ -287,6 +305,17 @@ def test_window_metrics_on_a_constructed_minute() -> None:
     assert first.kss is not None and first.kss >= 8
     assert AlertReason.MICROSLEEP in reasons(alerts)
     assert agg.late_frames == 0
+
+
+def test_a_yawn_counts_in_the_window_where_it_ends() -> None:
+    script = Script()
+    script.seconds(59.0)
+    script.seconds(2.5, jaw=0.8)  # from 59 s to 61.5 s
+    script.seconds(1.0)
+    script.seconds(10.0, jaw=0.8, face=False)  # no face: nothing to count
+    script.seconds(5.0)
+    _, windows, _ = run(script)
+    assert [w.yawns for w in windows] == [0, 1]
 
 
 def test_windows_close_on_the_clock_without_new_observations() -> None:
@@ -689,6 +718,24 @@ def test_a_restart_from_a_snapshot_changes_nothing() -> None:
             w, a = restored.tick(end)
             assert alerts + more_alerts + a == ref_alerts, k
             assert windows + more_windows + w == ref_windows, k
+
+
+def test_a_snapshot_from_before_yawn_events_still_restores() -> None:
+    obs = eventful_script().observations()
+    reference = DriverAggregator("d1", "v1")
+    ref_alerts, ref_windows = feed(reference, obs)
+    k = len(obs) // 3
+    first = DriverAggregator("d1", "v1")
+    alerts, windows = feed(first, obs[:k])
+    state = first.to_state()
+    # What the aggregator that tracked the mouth itself also saved.
+    state["yawn_onset"] = obs[k - 1].captured_at - 2.0
+    state["tracks"]["mouth_wide"] = {"onset": None, "last": None, "contrary_onset": 1.0,
+                                     "contrary_last": 2.0}
+    restored = DriverAggregator.from_state(json.loads(json.dumps(state)))
+    more_alerts, more_windows = feed(restored, obs[k:], start=k)
+    assert (alerts + more_alerts, windows + more_windows) == (ref_alerts, ref_windows)
+    assert sum(w.yawns for w in ref_windows) == 1
 
 
 def test_redelivered_observations_are_ignored() -> None:

@@ -24,7 +24,8 @@ def test_analyze_emits_one_json_object_per_frame(video_dir: Path) -> None:
     assert [r["frame"] for r in rows] == list(range(72))
     last = rows[-1]
     for key in ("face_present", "closure", "ear_left", "openness_right", "blink_score_left",
-                "mouth_open", "yaw", "pitch", "roll", "gaze_off_road", "au", "perclos"):
+                "mouth_open", "yaw", "pitch", "roll", "gaze_off_road", "au", "perclos", "events",
+                "yawns"):
         assert key in last
     assert last["face_present"] and last["closure"] is not None
 
@@ -34,7 +35,10 @@ def test_blinks_emits_one_summary_object(video_dir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["fps"] == 30.0 and report["frames"] == 72
-    assert {"blinks", "long_closures", "perclos", "blink_count"} <= report.keys()
+    assert {"blinks", "long_closures", "perclos", "blink_count", "yawns", "yawn_count"} <= (
+        report.keys())
+    assert (report["frames_declared"], report["frames_lost"], report["lost_spans"]) == (72, 0, [])
+    assert "did not decode" not in proc.stderr
 
 
 @pytest.mark.parametrize("command", ["analyze", "blinks"])

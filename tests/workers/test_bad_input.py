@@ -75,12 +75,20 @@ def test_huge_file_is_refused_before_reading(tmp_path: Path) -> None:
         consume(path)
 
 
-def test_truncated_video_reports_how_much_decoded(tmp_path: Path, astronaut: np.ndarray) -> None:
+def test_truncated_video_is_analysed_as_far_as_it_decodes(
+    tmp_path: Path, astronaut: np.ndarray
+) -> None:
     full = write_video(tmp_path / "full.avi", [astronaut] * 40)
     cut = tmp_path / "cut.avi"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    analysis = VideoAnalysis(cut)
+    results = list(analysis)
+    assert 10 <= len(results) <= 30 and results[-1].signals.face_present
+    assert analysis.video.frames_lost == 40 - len(results)
+    # --strict keeps the refusal.
     with pytest.raises(InputError, match=r"truncated video: decoded \d+ of 40"):
-        consume(cut)
+        for _ in VideoAnalysis(cut, strict=True):
+            pass
 
 
 def test_tiny_frames_are_refused(tmp_path: Path) -> None:

@@ -87,3 +87,34 @@ def test_blink_rate_counts_blinks_per_minute() -> None:
             frame += 1
             t += 1 / FPS
     assert 18 <= detector.blink_rate(t) <= 21
+
+
+def test_two_close_blinks_stay_two_blinks_when_the_lids_do_not_reach_rest() -> None:
+    # Two full closures 0.45 s apart whose reopening only gets down to 0.35 closure: one
+    # merged 1.7 s "microsleep" would be a false safety alert on an alert person.
+    series = [0.05] * 20
+    series += blink_curve(3, 8, 4, peak=1.0)[:-2] + [0.35] * 2
+    series += blink_curve(3, 8, 5, peak=1.0)
+    series += [0.05] * 20
+    _, events = run(series)
+    assert [e.kind for e in events] == ["blink", "blink"]
+    first, second = events
+    assert first.end_frame <= second.start_frame
+    assert first.closed_duration_s < 0.5 and second.closed_duration_s < 0.5
+
+
+def test_a_long_closure_with_a_flutter_stays_one_closure() -> None:
+    # The lids lift a little (to 0.6) in the middle of a 2 s closure: still one microsleep.
+    series = [0.05] * 20 + blink_curve(3, 30, 0)[:-1] + [0.6] * 2 + [1.0] * 30
+    series += blink_curve(0, 0, 6)[1:] + [0.05] * 20
+    _, events = run(series)
+    assert [e.kind for e in events] == ["microsleep"]
+
+
+def test_eyes_closed_from_the_first_frame_count_as_closed_at_once() -> None:
+    detector = BlinkDetector()
+    for i in range(100):
+        detector.update(i, i / FPS, 0.95)
+    assert detector.closed_for(99 / FPS) >= 3.0
+    (event,) = detector.flush()
+    assert event.kind == "sleep" and event.start_frame == 0

@@ -52,6 +52,7 @@ def test_opencv_finds_the_one_face_with_its_eyes(opencv, single_face):
     assert face.box.shape == (4,) and face.landmarks5.shape == (5, 2)
     assert 0 < face.score < 1
     assert face.ear_points is None and face.dense_landmarks is None and face.blendshapes is None
+    assert face.landmarks_source == "detector"
 
     reference = create_backend("mediapipe")
     try:

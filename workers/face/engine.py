@@ -15,13 +15,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
 from streams.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
+
+# Where a detection's landmarks come from: "mesh", a landmark model on the frame; "mesh-crop",
+# the same model on an upscaled crop around a detector's face, mapped back to the frame;
+# "detector", a face detector's box and 5 points only (no eyelid or dense landmarks).
+LandmarkSource = Literal["mesh", "mesh-crop", "detector"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +42,10 @@ class FaceDetection:
     mouth_points: (4, 2) inner upper lip, inner lower lip, left and right inner mouth corner.
     dense_landmarks: (N, 3) x, y, z (z in pixel scale, towards the camera negative) or None.
     blendshapes: ARKit-style blendshape scores in [0, 1] or None.
-    pose_matrix: (4, 4) face-to-camera rigid transform (canonical face model) or None.
+    pose_matrix: (4, 4) face-to-camera rigid transform (canonical face model) or None. For
+        "mesh-crop" faces the rotation is right but the translation is that of the crop's view;
+        for "detector" faces it is a rotation estimated from the 5 landmarks, translation zero.
+    landmarks_source: see :data:`LandmarkSource`.
     """
 
     box: np.ndarray
@@ -50,6 +58,7 @@ class FaceDetection:
     blendshapes: dict[str, float] | None = None
     pose_matrix: np.ndarray | None = None
     track_id: int = -1
+    landmarks_source: LandmarkSource = "mesh"
 
     @property
     def area(self) -> float:

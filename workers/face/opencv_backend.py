@@ -171,6 +171,7 @@ def _face_from_box(
         score=score,
         landmarks5=five,
         eye_centres=five[:2].copy(),
+        landmarks_source="detector",
     )
 
 

@@ -2,7 +2,10 @@
 
 Input per frame: a timestamp and the closure (0 open .. 1 closed) or None when the eyes could
 not be measured. An event opens when closure rises past ``onset``, is backdated to where the
-lid started moving, and ends when closure falls back under ``release``. Events whose eyes stay
+lid started moving, and ends when closure falls back under ``release``, or, when the lids
+reopen past ``split`` and close again, at the lowest point between the two closures: two
+blinks in quick succession stay two blinks even if the lids never get back to rest. Events
+whose eyes stay
 >= ``closed`` (80 %, the PERCLOS criterion) for ``microsleep_s`` or longer are long closures
 (microsleep below ``sleep_s``, sleep from it, per DESIGN §4 / Euro NCAP); the rest are blinks
 with the four UTA-RLDD features (Ghoddoosian et al. 2019): frequency, amplitude, duration and
@@ -27,6 +30,8 @@ class BlinkConfig:
     closed: float = 0.8
     # Where the lid is considered at rest, for backdating the start and dating the end.
     rest: float = 0.15
+    # Reopening below this after a closure, then closing again, starts a new event.
+    split: float = 0.4
     microsleep_s: float = 1.0
     sleep_s: float = 3.0
     # Longer gaps in measurement (face lost, eyes occluded) abandon an event in progress.
@@ -77,6 +82,8 @@ class BlinkDetector:
     def __init__(self, config: BlinkConfig | None = None) -> None:
         self.config = config or BlinkConfig()
         self._event: list[_Sample] | None = None
+        # Index in the event of the lowest sample since it last reopened past ``split``.
+        self._dip: int | None = None
         # Samples since the lid was last at rest: the rising edge an event is backdated to.
         self._pre: list[_Sample] = []
         self._last: _Sample | None = None
@@ -118,7 +125,7 @@ class BlinkDetector:
         gap = t - self._last.t if self._last is not None else 0.0
         if gap > cfg.max_gap_s + self.frame_interval:
             # Too long unmeasured to tell what the lids did: drop the event in progress.
-            self._event, self._pre = None, []
+            self._event, self._pre, self._dip = None, [], None
         if closure is None:
             return finished
         if 0 < gap <= cfg.max_gap_s:
@@ -138,16 +145,37 @@ class BlinkDetector:
             self._event.append(sample)
             if sample.closure <= cfg.release:
                 finished.append(self._finish(self._event))
-                self._event, self._pre = None, [sample]
+                self._event, self._pre, self._dip = None, [sample], None
+            else:
+                finished.extend(self._split_on_reclosure(sample))
         self._last = sample
         return finished
+
+    def _split_on_reclosure(self, sample: _Sample) -> list[EyeEvent]:
+        """Tracks the reopening dip of the event in progress; a new closure after it ends the
+        first event at the dip and starts the next there."""
+        cfg, event = self.config, self._event
+        assert event is not None
+        last = len(event) - 1
+        if self._dip is None:
+            closed_before = any(s.closure >= cfg.closed for s in event[:-1])
+            if closed_before and sample.closure < cfg.split:
+                self._dip = last
+            return []
+        if sample.closure < event[self._dip].closure:
+            self._dip = last
+        if sample.closure < cfg.closed:
+            return []
+        first, self._event = event[: self._dip + 1], event[self._dip :]
+        self._dip = None
+        return [self._finish(first)]
 
     def flush(self) -> list[EyeEvent]:
         """End of stream: an event still open is closed at the last sample."""
         if self._event is None:
             return []
         event = self._finish(self._event)
-        self._event = None
+        self._event, self._dip = None, None
         return [event]
 
     def _update_perclos(self, t: float, closed: bool) -> None:

@@ -1,10 +1,17 @@
 """Per-frame driver signals from a face detection.
 
-Eye openness is the eye aspect ratio (EAR, Soukupová & Čech 2016) normalised to the driver's
-own open-eye level, learnt online, and to the level a closed eye reads at (landmark models
-never put the lids exactly together). Head pose comes from the backend's face transform when it
-has one, else from the 5 landmarks by PnP. The gaze-off-road proxy compares head pose plus iris
-offset with the driver's own habitual (road) direction.
+Eye state comes first from the learnt per-eye estimate on eye crops
+(:mod:`workers.signals.eyes`): it needs no open-eye start, so a driver whose eyes are shut from
+the first frame reads closed at once. The eye aspect ratio (EAR, Soukupová & Čech 2016) is
+reported too, and normalised to the driver's open level only after the network has seen the
+eyes confidently open (never by assuming open eyes at the start). Closure is judged from the
+eyes that can be seen: the more open of them, so a wink is not a closure. When no eye can be
+judged (sunglasses, a hand, a face too small or turned away) the frame says why in ``sensing``
+and its closure is unmeasured (None), never "open".
+
+Head pose comes from the backend's face transform when it has one, else from the 5 landmarks
+by PnP. The gaze-off-road proxy compares head pose plus iris offset with the driver's own
+habitual (road) direction.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import cv2
 import numpy as np
 
 from workers.face.engine import FaceDetection
+from workers.signals.eyes import EyeStateEstimator, eye_centres
 
 # Blendshape -> FACS action unit proxies (Ekman & Friesen). Pairs are averaged over sides.
 AU_BLENDSHAPES: dict[str, tuple[str, ...]] = {
@@ -152,18 +160,28 @@ class SignalConfig:
 
     closed_ear_ratio: EAR of a fully closed eye as a share of the driver's open EAR, for the
     landmark model in use (MediaPipe keeps the lid contours ~25 % apart at full closure).
-    open_quantile: the open-eye level is this quantile of the recent EAR: eyes are open most of
-    the time even when drowsy (PERCLOS rarely exceeds 0.4), so it sits inside the open mass.
+    open_quantile: the open-eye EAR level is this quantile of the EAR of frames the eye network
+    calls confidently open (``calibration_closure``, ``calibration_visible``).
+    eye_visible: an eye counts as seen when the network's visibility is at least this.
+    min_eye_px: fewer pixels between the eye centres leave too little to judge the lids.
+    max_yaw_deg: a head turned further than this has its eyes judged unreliable.
     """
 
     closed_ear_ratio: float = 0.25
-    open_quantile: float = 0.7
+    open_quantile: float = 0.5
+    calibration_closure: float = 0.15
+    calibration_visible: float = 0.8
     baseline_seconds: float = 60.0
     min_baseline_seconds: float = 1.0
+    eye_visible: float = 0.5
+    min_eye_px: float = 14.0
+    max_yaw_deg: float = 50.0
     off_road_yaw_deg: float = 25.0
     off_road_pitch_down_deg: float = 20.0
     off_road_pitch_up_deg: float = 20.0
-    iris_yaw_gain_deg: float = 30.0
+    # The iris centre moves r·sin(θ) for an eye turned by θ; with an eyeball radius r of ~12 mm
+    # and half an eye opening of ~15 mm, an iris offset of 0.8 half-widths is an eye turned 90°.
+    iris_travel: float = 0.8
     iris_pitch_gain_deg: float = 20.0
 
 
@@ -171,8 +189,12 @@ class SignalConfig:
 class FrameSignals:
     """Driver signals of one frame. Eye values are in image order (left = image left).
 
-    closure: 0 open .. 1 closed, the mean over both eyes (None without eye landmarks or face).
-    ear_*: raw eye aspect ratios; openness_*: EAR normalised (1 = the driver's open level).
+    closure: 0 open .. 1 closed, of the more open of the eyes that can be seen (None without a
+    face or when no eye can be judged; ``sensing`` then says why).
+    eye_closure_*, eye_visible_*: the eye network's closure and visibility per eye.
+    ear_*: raw eye aspect ratios; openness_*: EAR normalised (1 = the driver's open level),
+    once the network has seen the eyes open.
+    sensing: None when eye state is measurable, else a reason (streams.schemas.SensingIssue).
     mouth_open: inner-lip MAR; yaw/pitch/roll in degrees; gaze_off_road: head + iris direction
     away from the driver's habitual road direction.
     """
@@ -187,7 +209,12 @@ class FrameSignals:
     ear_right: float | None = None
     openness_left: float | None = None
     openness_right: float | None = None
+    eye_closure_left: float | None = None
+    eye_closure_right: float | None = None
+    eye_visible_left: float | None = None
+    eye_visible_right: float | None = None
     closure: float | None = None
+    sensing: str | None = None
     blink_score_left: float | None = None
     blink_score_right: float | None = None
     mouth_open: float | None = None
@@ -213,10 +240,13 @@ def _round(v: Any) -> Any:
 
 
 class SignalExtractor:
-    """Per-driver signal state: the open-eye level and the habitual head direction."""
+    """Per-driver signal state: the eye network, the open-eye EAR level (learnt only from
+    frames the network calls open) and the habitual head direction."""
 
-    def __init__(self, fps: float = 30.0, config: SignalConfig | None = None) -> None:
+    def __init__(self, fps: float = 30.0, config: SignalConfig | None = None,
+                 eye_state: EyeStateEstimator | None = None) -> None:
         self.config = cfg = config or SignalConfig()
+        self.eye_state = eye_state or EyeStateEstimator.shipped()
         size = max(30, int(cfg.baseline_seconds * fps))
         self._min_samples = max(1, int(cfg.min_baseline_seconds * fps))
         self._open_ear = RollingQuantile(size, cfg.open_quantile)
@@ -228,12 +258,13 @@ class SignalExtractor:
         frame: int,
         t: float,
         face: FaceDetection | None,
-        frame_shape: tuple[int, ...],
+        image: np.ndarray,
         faces: int = 1,
         scale: float = 1.0,
     ) -> FrameSignals:
-        """face: the driver's detection (None: no face). scale: how much the frame was shrunk
-        before detection, to report the box in the original pixels."""
+        """face: the driver's detection (None: no face) in ``image`` (H, W, 3) uint8 BGR.
+        scale: how much the frame was shrunk before detection, to report the box in the
+        original pixels."""
         if face is None:
             return FrameSignals(frame, t, False, faces=faces)
         cfg = self.config
@@ -241,19 +272,9 @@ class SignalExtractor:
             frame, t, True, track_id=face.track_id, faces=faces,
             box=[float(v) / scale for v in face.box],
         )
-        if face.ear_points is not None:
-            ears = [eye_aspect_ratio(p) for p in face.ear_points]
-            out.ear_left, out.ear_right = ears
-            mean_ear = float(np.mean(ears))
-            open_level = self._open_ear.update(mean_ear)
-            if len(self._open_ear) >= self._min_samples and open_level > 1e-6:
-                openness = [
-                    float(np.clip((e / open_level - cfg.closed_ear_ratio)
-                                  / (1.0 - cfg.closed_ear_ratio), 0.0, 1.5))
-                    for e in ears
-                ]
-                out.openness_left, out.openness_right = openness
-                out.closure = float(np.clip(1.0 - np.mean(openness), 0.0, 1.0))
+        yaw, pitch, roll = head_pose(face, image.shape)
+        out.yaw, out.pitch, out.roll = yaw, pitch, roll
+        self._eyes(out, image, face)
         if face.blendshapes:
             out.blink_score_left = face.blendshapes.get("eyeBlinkLeft")
             out.blink_score_right = face.blendshapes.get("eyeBlinkRight")
@@ -261,13 +282,11 @@ class SignalExtractor:
             out.au = au_scores(face.blendshapes)
         if face.mouth_points is not None:
             out.mouth_open = mouth_aspect_ratio(face.mouth_points)
-        yaw, pitch, roll = head_pose(face, frame_shape)
-        out.yaw, out.pitch, out.roll = yaw, pitch, roll
         road_yaw, road_pitch = self._road_yaw.update(yaw), self._road_pitch.update(pitch)
         gaze_yaw, gaze_pitch = yaw, pitch
         iris = iris_offset(face)
         if iris is not None:
-            gaze_yaw += cfg.iris_yaw_gain_deg * iris[0]
+            gaze_yaw += math.degrees(math.asin(max(-1.0, min(1.0, iris[0] / cfg.iris_travel))))
             gaze_pitch += cfg.iris_pitch_gain_deg * iris[1]
         d_yaw, d_pitch = gaze_yaw - road_yaw, gaze_pitch - road_pitch
         out.gaze_off_road = bool(
@@ -276,3 +295,40 @@ class SignalExtractor:
             or d_pitch > cfg.off_road_pitch_up_deg
         )
         return out
+
+    def _eyes(self, out: FrameSignals, image: np.ndarray, face: FaceDetection) -> None:
+        """Fills the eye fields of ``out``: the network per eye, closure from the seen eyes,
+        the EAR and, once calibrated on confidently open eyes, the EAR openness."""
+        cfg = self.config
+        centres = eye_centres(face)
+        eye_px = float(np.hypot(*(centres[1] - centres[0])))
+        state = self.eye_state(image, face)
+        out.eye_closure_left, out.eye_closure_right = state.closure
+        out.eye_visible_left, out.eye_visible_right = state.visible
+        seen = [c for c, v in zip(state.closure, state.visible, strict=True)
+                if v >= cfg.eye_visible]
+        if out.yaw is not None and abs(out.yaw) > cfg.max_yaw_deg:
+            out.sensing = "face_turned"
+        elif eye_px < cfg.min_eye_px and abs(out.yaw or 0.0) < 30.0:
+            out.sensing = "face_small"
+        elif not seen:
+            out.sensing = "eyes_hidden"
+        else:
+            out.closure = float(min(seen))
+        if face.ear_points is None:
+            return
+        ears = [eye_aspect_ratio(p) for p in face.ear_points]
+        out.ear_left, out.ear_right = ears
+        confidently_open = (out.closure is not None
+                            and max(state.closure) <= cfg.calibration_closure
+                            and min(state.visible) >= cfg.calibration_visible)
+        if confidently_open:
+            self._open_ear.update(float(np.mean(ears)))
+        open_level = self._open_ear.value
+        if len(self._open_ear) >= self._min_samples and open_level and open_level > 1e-6:
+            openness = [
+                float(np.clip((e / open_level - cfg.closed_ear_ratio)
+                              / (1.0 - cfg.closed_ear_ratio), 0.0, 1.5))
+                for e in ears
+            ]
+            out.openness_left, out.openness_right = openness

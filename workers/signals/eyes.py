@@ -1,0 +1,151 @@
+"""Eye crops and the learnt eye-state estimate (:mod:`models.eyestate`) for one face.
+
+The crop is defined by the two eye centres alone, so that every backend can feed it (the mesh,
+or a detector's 5 points when the mesh fails): centred on each eye, levelled on the line
+through both eyes, ``CROP_WIDTH_IOD`` inter-eye distances wide at the network's 3:2 aspect,
+grey, and the second eye mirrored so both eyes look alike to the network. Training
+(``training.eyestate``) cuts its crops with the same function.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from models.checkpoint import load_checkpoint
+from models.eyestate import CROP_SIZE, SHIPPED_CHECKPOINT, normalise_crops
+from workers.face.engine import FaceDetection
+
+log = logging.getLogger(__name__)
+
+CROP_WIDTH_IOD = 0.85
+# A face turned sideways foreshortens the inter-eye distance, not the eye: the crop's scale
+# never falls below this share of the face box height.
+MIN_IOD_BOX_HEIGHT = 0.3
+
+
+def eye_centres(face: FaceDetection) -> np.ndarray:
+    """(2, 2) eye centres in image order: the midpoint of each eye's corners when the backend
+    has lid landmarks (the iris moves with the gaze, the corners do not), else its eye points."""
+    if face.ear_points is not None:
+        pts = np.asarray(face.ear_points, dtype=np.float64)
+        return (pts[:, 0] + pts[:, 3]) / 2
+    return np.asarray(face.eye_centres, dtype=np.float64)
+
+
+def crop_matrices(centres: np.ndarray, box_height: float, jitter: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """(2, 2, 3) frame -> crop affine matrices for the two eyes.
+
+    centres: (2, 2) eye centres, image order. jitter: (2, 4) per eye (dx, dy in inter-eye
+    distances, log-scale, angle in radians), for training only.
+    """
+    out_h, out_w = CROP_SIZE
+    axis = centres[1] - centres[0]
+    iod = max(float(np.hypot(*axis)), MIN_IOD_BOX_HEIGHT * box_height, 1e-3)
+    angle = float(np.arctan2(axis[1], axis[0]))
+    mats = np.empty((2, 2, 3))
+    for k in range(2):
+        a, s, c = angle, iod * CROP_WIDTH_IOD / out_w, centres[k].astype(np.float64)
+        if jitter is not None:
+            dx, dy, log_s, da = jitter[k]
+            c = c + iod * np.array([dx, dy])
+            s, a = s * float(np.exp(log_s)), a + da
+        # Crop pixel (u, v) -> frame point c + s·R(a)·(u - w/2, v - h/2); the second eye is
+        # mirrored (u -> w - u).
+        cos, sin = np.cos(a) * s, np.sin(a) * s
+        mirror = -1.0 if k == 1 else 1.0
+        fwd = np.array([[mirror * cos, -sin], [mirror * sin, cos]])
+        offset = c - fwd @ np.array([(out_w - 1) / 2, (out_h - 1) / 2])
+        inv = np.linalg.inv(fwd)
+        mats[k, :, :2] = inv
+        mats[k, :, 2] = -inv @ offset
+    return mats
+
+
+def cut_eye_crops(frame_bgr: np.ndarray, centres: np.ndarray, box_height: float,
+                  jitter: np.ndarray | None = None) -> np.ndarray:
+    """(2, H, W) uint8 grey eye crops (see :func:`crop_matrices`); zero outside the frame.
+
+    Only the part of the frame around the eyes is converted and low-passed: the crop usually
+    shrinks a large eye, and resampling without a low-pass would alias the lashes."""
+    out_h, out_w = CROP_SIZE
+    mats = crop_matrices(centres, box_height, jitter)
+    corners = np.array([[0, 0, 1], [out_w, 0, 1], [0, out_h, 1], [out_w, out_h, 1]], float)
+    h, w = frame_bgr.shape[:2]
+    crops = np.zeros((2, out_h, out_w), dtype=np.uint8)
+    for k in range(2):
+        inv = cv2.invertAffineTransform(mats[k])
+        src = corners @ inv.T
+        scale = float(np.sqrt(abs(np.linalg.det(mats[k, :, :2]))))
+        sigma = 0.5 * np.sqrt(max(1.0 / scale**2 - 1.0, 0.0))
+        reach = int(np.ceil(3 * sigma)) + 2
+        x0 = max(int(np.floor(src[:, 0].min())) - reach, 0)
+        y0 = max(int(np.floor(src[:, 1].min())) - reach, 0)
+        x1 = min(int(np.ceil(src[:, 0].max())) + reach + 1, w)
+        y1 = min(int(np.ceil(src[:, 1].max())) + reach + 1, h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        region = cv2.cvtColor(frame_bgr[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
+        if sigma > 0.3:
+            region = cv2.GaussianBlur(region, (0, 0), sigmaX=sigma)
+        shifted = mats[k].copy()
+        shifted[:, 2] += mats[k, :, :2] @ np.array([x0, y0], dtype=np.float64)
+        crops[k] = cv2.warpAffine(region, shifted, (out_w, out_h), flags=cv2.INTER_LINEAR,
+                                  borderValue=0)
+    return crops
+
+
+def face_eye_crops(frame_bgr: np.ndarray, face: FaceDetection) -> np.ndarray:
+    """(2, H, W) uint8 grey crops of the face's two eyes, image order."""
+    box_height = float(face.box[3] - face.box[1])
+    return cut_eye_crops(frame_bgr, eye_centres(face), box_height)
+
+
+@dataclass(frozen=True, slots=True)
+class EyeState:
+    """Per eye, image order: closure 0 open .. 1 closed, visible the probability that the crop
+    shows an eye whose lids can be judged."""
+
+    closure: tuple[float, float]
+    visible: tuple[float, float]
+
+
+class EyeStateEstimator:
+    """The eye-state network on CPU, one face (two crops) per call."""
+
+    def __init__(self, checkpoint: Path | None = None) -> None:
+        self.checkpoint = checkpoint or SHIPPED_CHECKPOINT
+        self.model, _ = load_checkpoint(self.checkpoint)
+
+    @classmethod
+    def shipped(cls) -> EyeStateEstimator:
+        """The shipped weights, loaded once per process and shared by every driver (inference
+        only, so threads may share it)."""
+        return _loaded(SHIPPED_CHECKPOINT)
+
+    @classmethod
+    def load(cls, checkpoint: Path) -> EyeStateEstimator:
+        """``checkpoint``'s weights, loaded once per process like :meth:`shipped`."""
+        return _loaded(Path(checkpoint).resolve())
+
+    def __call__(self, frame_bgr: np.ndarray, face: FaceDetection) -> EyeState:
+        return self.from_crops(face_eye_crops(frame_bgr, face))
+
+    @torch.inference_mode()
+    def from_crops(self, crops: np.ndarray) -> EyeState:
+        """crops: (2, H, W) uint8 grey."""
+        x = normalise_crops(torch.from_numpy(crops).float().unsqueeze(1) / 255.0)
+        p = torch.sigmoid(self.model(x)).numpy()
+        return EyeState((float(p[0, 0]), float(p[1, 0])), (float(p[0, 1]), float(p[1, 1])))
+
+
+@functools.cache
+def _loaded(checkpoint: Path) -> EyeStateEstimator:
+    return EyeStateEstimator(checkpoint)
