@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from video_helpers import read_video_frame
 
 from streams.errors import ConfigurationError, InputError
 from workers.face import (
@@ -35,14 +36,7 @@ def opencv():
 
 
 def _frame(name: str, index: int) -> np.ndarray:
-    cap = cv2.VideoCapture(str(VIDEO / name))
-    try:
-        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-        ok, frame = cap.read()
-    finally:
-        cap.release()
-    assert ok
-    return frame
+    return read_video_frame(VIDEO / name, index)
 
 
 def test_opencv_finds_the_one_face_with_its_eyes(opencv, single_face):

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from video_helpers import read_video_frame
 
 from streams.errors import ConfigurationError
 from training.simulator.faces import load_faces
@@ -28,14 +29,7 @@ CANVAS = (360, 640, 3)
 
 
 def _frame(video_dir: Path, name: str, index: int) -> np.ndarray:
-    cap = cv2.VideoCapture(str(video_dir / name))
-    try:
-        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-        ok, frame = cap.read()
-    finally:
-        cap.release()
-    assert ok
-    return frame
+    return read_video_frame(video_dir / name, index)
 
 
 def _detect(image: np.ndarray, **settings: object) -> list[FaceDetection]:
