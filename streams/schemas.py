@@ -169,16 +169,12 @@ class SensingIssue(StrEnum):
     EYES_HIDDEN = "eyes_hidden"  # sunglasses, a hand, glare: no judgeable eye in the crop
     FACE_SMALL = "face_small"  # too few pixels on the eyes
     FACE_TURNED = "face_turned"  # head turned so far the eyes cannot be judged
-    LOW_CONFIDENCE = "low_confidence"  # the eye model is unsure
-    LANDMARKS_LOST = "landmarks_lost"  # the face is found by the detector only
 
 
 SENSING_WORDS: dict[str, str] = {
     SensingIssue.EYES_HIDDEN: "eyes hidden (sunglasses, a hand or glare)",
     SensingIssue.FACE_SMALL: "face too small in the image",
     SensingIssue.FACE_TURNED: "head turned too far away",
-    SensingIssue.LOW_CONFIDENCE: "eye state uncertain",
-    SensingIssue.LANDMARKS_LOST: "face landmarks lost",
 }
 
 

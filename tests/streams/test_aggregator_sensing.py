@@ -50,22 +50,22 @@ def test_3_s_of_degraded_sensing_then_clear_eyes_raise_nothing() -> None:
 def test_the_dominant_reason_and_share_of_a_run_bridged_over_short_trusted_stretches() -> None:
     script = Script()
     script.alert(3.0)
-    for _ in range(8):  # 8 s: 0.7 s unsure eyes, 0.2 s small face, 0.1 s trusted
-        script.seconds(0.7, closure=None, sensing=SensingIssue.LOW_CONFIDENCE.value)
+    for _ in range(8):  # 8 s: 0.7 s hidden eyes, 0.2 s small face, 0.1 s trusted
+        script.seconds(0.7, closure=None, sensing=SensingIssue.EYES_HIDDEN.value)
         script.seconds(0.2, closure=None, sensing=SensingIssue.FACE_SMALL.value)
         script.seconds(0.1)
     alerts, _, _ = run(script, flush=False)
     assert reasons(alerts) == [AlertReason.SENSING_DEGRADED]
-    assert alerts[0].evidence["sensing"] == "low_confidence"
+    assert alerts[0].evidence["sensing"] == "eyes_hidden"
     assert alerts[0].evidence["degraded_share"] == pytest.approx(0.9, abs=0.02)
-    assert "eye state uncertain" in alerts[0].message
+    assert "eyes hidden" in alerts[0].message
 
 
 def test_a_reason_flickering_on_a_few_frames_of_a_measurable_face_raises_nothing() -> None:
     script = Script()
-    for _ in range(60):  # 12 s, one frame in five unsure: a run, but mostly measured
+    for _ in range(60):  # 12 s, one frame in five hidden: a run, but mostly measured
         script.frames(4)
-        script.frames(1, closure=None, sensing=SensingIssue.LOW_CONFIDENCE.value)
+        script.frames(1, closure=None, sensing=SensingIssue.EYES_HIDDEN.value)
     assert run(script, flush=False)[0] == []
 
 

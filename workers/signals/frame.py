@@ -24,6 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from streams.schemas import SensingIssue
 from workers.face.engine import FaceDetection
 from workers.signals.eyes import EyeStateEstimator, eye_centres
 
@@ -308,11 +309,11 @@ class SignalExtractor:
         seen = [c for c, v in zip(state.closure, state.visible, strict=True)
                 if v >= cfg.eye_visible]
         if out.yaw is not None and abs(out.yaw) > cfg.max_yaw_deg:
-            out.sensing = "face_turned"
+            out.sensing = SensingIssue.FACE_TURNED
         elif eye_px < cfg.min_eye_px and abs(out.yaw or 0.0) < 30.0:
-            out.sensing = "face_small"
+            out.sensing = SensingIssue.FACE_SMALL
         elif not seen:
-            out.sensing = "eyes_hidden"
+            out.sensing = SensingIssue.EYES_HIDDEN
         else:
             out.closure = float(min(seen))
         if face.ear_points is None:
