@@ -25,8 +25,7 @@ Scoring, per clip (frames are the decoded video's 0-based indices, spans inclusi
 - looking away: runs of ``gaze_off_road`` (face-present frames) lasting at least
   :data:`MIN_LOOK_AWAY_S`, frames without a reading bridged up to the aggregator's
   ``max_gap_s`` as its tracks do, against labelled ``looking_away``;
-- yawns: the perception's yawn events, when it reports them (``FrameResult.yawns``), against
-  labelled ``yawns``; "n/a" otherwise;
+- yawns: the perception's yawn events (``FrameResult.yawns``) against labelled ``yawns``;
 - face presence: per-frame agreement of ``face_present`` with the labelled spans;
 - winks: every detected eye event (any kind) overlapping a labelled wink is a false event,
   unless it matched a labelled blink or long closure (a wink that ends in a blink);
@@ -60,6 +59,7 @@ from workers.inference import frame_observation
 from workers.perception import open_perception
 from workers.settings import PerceptionSettings
 from workers.signals import EyeEvent
+from workers.signals.yawns import YawnEvent
 from workers.video import VideoReader
 
 log = logging.getLogger(__name__)
@@ -211,8 +211,8 @@ class ClipRun:
     (frames that did not decode are skipped), times (N,) clip seconds, present (N,)
     face_present, off_road gaze_off_road (None without a reading or a face). total_frames: the
     last decoded frame's index + 1 (frames lost before it included). events: every eye event,
-    those still open at the end included; yawns: yawn spans, None when the perception does not
-    report yawns; alerts: in the order raised."""
+    those still open at the end included; yawns: yawn spans, likewise; alerts: in the order
+    raised."""
 
     fps: float
     total_frames: int
@@ -221,7 +221,7 @@ class ClipRun:
     present: np.ndarray
     off_road: list[bool | None]
     events: list[EyeEvent]
-    yawns: list[Span] | None
+    yawns: list[Span]
     alerts: list[Alert]
     config: AggregatorConfig = field(default_factory=AggregatorConfig)
 
@@ -238,7 +238,7 @@ def run_clip(video: Path, settings: PerceptionSettings | None = None, engine: st
     present: list[bool] = []
     off_road: list[bool | None] = []
     events: list[EyeEvent] = []
-    yawns: list[Any] | None = None
+    yawns: list[YawnEvent] = []
     alerts: list[Alert] = []
     next_tick = EPOCH + TICK_S
     with VideoReader(video, settings.max_frame_side, settings.max_file_bytes) as reader:
@@ -265,13 +265,9 @@ def run_clip(video: Path, settings: PerceptionSettings | None = None, engine: st
                 present.append(s.face_present)
                 off_road.append(s.gaze_off_road if s.face_present else None)
                 events.extend(result.events)
-                # Yawn events arrived with the perception's yawn detector; older perception
-                # has none, and then yawns are not scored.
-                if hasattr(result, "yawns"):
-                    yawns = (yawns or []) + list(result.yawns)
+                yawns.extend(result.yawns)
             events.extend(perception.finish())
-            if yawns is not None and hasattr(perception, "yawns"):
-                yawns += perception.yawns.flush()
+            yawns.extend(perception.yawns.flush())
         finally:
             if perception is not None:
                 perception.close()
@@ -282,8 +278,7 @@ def run_clip(video: Path, settings: PerceptionSettings | None = None, engine: st
     total = indices[-1] + 1 if indices else 0
     return ClipRun(reader.fps, total, np.array(indices, dtype=np.int64), np.array(times),
                    np.array(present, dtype=bool), off_road, events,
-                   None if yawns is None else sorted({(y.start_frame, y.end_frame)
-                                                      for y in yawns}),
+                   sorted({(y.start_frame, y.end_frame) for y in yawns}),
                    alerts, aggregator.config)
 
 
@@ -403,7 +398,7 @@ def score_clip(labels: VideoLabels, run: ClipRun) -> dict[str, Any]:
     away = [(int(run.indices[a]), int(run.indices[b]))
             for a, b in look_away_runs(run.times, run.off_road, run.fps, run.config.max_gap_s)]
     looking = score_events(spans["looking_away"], away, ignore)
-    yawns = None if run.yawns is None else score_events(spans["yawns"], run.yawns, ignore)
+    yawns = score_events(spans["yawns"], run.yawns, ignore)
     winks = drop_ignored(spans["winks"], ignore)
     # A detection that matched a labelled blink or closure is that event, even when it runs
     # into a wink next to it (a wink that ends in a blink).
@@ -415,9 +410,8 @@ def score_clip(labels: VideoLabels, run: ClipRun) -> dict[str, Any]:
     safety = [a for a in run.alerts if a.reason in SAFETY_REASONS]
     seconds = run.total_frames / run.fps if run.fps else 0.0
     for score in (blink, long_, looking, yawns):
-        if score is not None:
-            for key in ("pairs", "labelled_spans", "detected_spans"):
-                score.pop(key)
+        for key in ("pairs", "labelled_spans", "detected_spans"):
+            score.pop(key)
     return {
         "frames": run.total_frames,
         "frames_decoded": len(run.indices),
@@ -506,10 +500,7 @@ def totals(clips: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"clips": len(clips),
                            "seconds": round(sum(c["seconds"] for c in clips), 3)}
     for name in ("blinks", "long_closures", "looking_away", "yawns"):
-        scored = [c[name] for c in clips if c[name] is not None]
-        if not scored:
-            out[name] = None
-            continue
+        scored = [c[name] for c in clips]
         n = {k: sum(s[k] for s in scored) for k in ("labelled", "detected", "matched")}
         out[name] = {**n, **prf(n["matched"], n["labelled"], n["detected"])}
     out["long_closures_kind_agreement"] = _kind_agreement(clips)
@@ -541,9 +532,7 @@ def _kind_agreement(clips: Sequence[dict[str, Any]]) -> str | None:
 # --- text report -----------------------------------------------------------------------------
 
 
-def _event_row(name: str, s: dict[str, Any] | None, extra: str = "") -> str:
-    if s is None:
-        return f"  {name:<14}{'n/a':>9}\n"
+def _event_row(name: str, s: dict[str, Any], extra: str = "") -> str:
     return (f"  {name:<14}{s['labelled']:>9}{s['detected']:>9}{s['matched']:>9}"
             f"{s['precision']:>10.3f}{s['recall']:>8.3f}{s['f1']:>8.3f}{extra}\n")
 

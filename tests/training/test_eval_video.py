@@ -61,7 +61,7 @@ def _run(events: list[EyeEvent], alerts: list[Alert] | None = None,
          off_road: list[bool | None] | None = None, frames: int = 300) -> ClipRun:
     indices = np.arange(frames)
     return ClipRun(FPS, frames, indices, indices / FPS, np.ones(frames, dtype=bool),
-                   off_road or [False] * frames, events, None, alerts or [])
+                   off_road or [False] * frames, events, [], alerts or [])
 
 
 def _alert(reason: AlertReason, t: float) -> Alert:

@@ -9,6 +9,7 @@ import pytest
 from models.eyestate import CROP_SIZE
 from training.simulator.faces import SourceFace
 from training.simulator.render import EyeRig
+from training.variants import eye_corners_of, near_infrared, sunglasses
 from workers.face import create_backend
 from workers.perception import DriverPerception
 from workers.signals.eyes import EyeStateEstimator, cut_eye_crops
@@ -79,18 +80,9 @@ def _closed(image: np.ndarray, face, closures=(1.0, 1.0)) -> np.ndarray:
 
 
 def _sunglasses(image: np.ndarray, face) -> np.ndarray:
-    out = image.copy()
-    iod = float(np.hypot(*(face.eye_centres[1] - face.eye_centres[0])))
-    for x, y in face.eye_centres:
-        cv2.ellipse(out, (int(x), int(y)), (int(0.42 * iod), int(0.3 * iod)), 0, 0, 360,
-                    (18, 18, 18), -1, cv2.LINE_AA)
-    return out
-
-
-def _near_infrared(image: np.ndarray) -> np.ndarray:
-    grey = image[..., 2].astype(np.float32) * 0.8 + 30
-    noisy = grey + np.random.default_rng(0).normal(0, 6, grey.shape)
-    return np.repeat(np.clip(noisy, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    corners = eye_corners_of(face)
+    assert corners is not None
+    return sunglasses(image, corners)
 
 
 def test_open_closed_and_covered_eyes_of_a_real_face(real_face) -> None:
@@ -103,8 +95,8 @@ def test_open_closed_and_covered_eyes_of_a_real_face(real_face) -> None:
     assert min(closed.closure) > 0.8 and min(closed.visible) > 0.5
     assert max(covered.visible) < 0.5
     # Near-infrared look: no colour, different skin contrast; the lids still read right.
-    assert max(estimate(_near_infrared(image), face).closure) < 0.3
-    assert min(estimate(_near_infrared(_closed(image, face)), face).closure) > 0.8
+    assert max(estimate(near_infrared(image, 0), face).closure) < 0.3
+    assert min(estimate(near_infrared(_closed(image, face), 0), face).closure) > 0.8
 
 
 def _stream(frames: list[np.ndarray], fps: float = 10.0):

@@ -103,7 +103,7 @@ def eye_regions(
         h = w / aspect
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-    crop, matrix = _crop_box(frame_bgr, box, out_w, out_h)
+    crop, matrix = crop_box(frame_bgr, box, out_w, out_h)
 
     centres = _apply(matrix, eye_centres)
     half = eye_size / 2
@@ -165,7 +165,7 @@ def align_face(frame_bgr: np.ndarray, landmarks5: np.ndarray, size: int = 224) -
     lo, hi = src.min(axis=0), src.max(axis=0)
     if hi[0] < 0 or hi[1] < 0 or lo[0] > w - 1 or lo[1] > h - 1:
         raise InputError("the landmarks lie entirely outside the frame")
-    return _warp(frame_bgr, matrix, size, size)
+    return warp_crop(frame_bgr, matrix, size, size)
 
 
 def _check_frame(frame_bgr: np.ndarray) -> None:
@@ -193,18 +193,21 @@ def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
-def _crop_box(
+def crop_box(
     frame: np.ndarray, box: tuple[float, float, float, float], out_w: int, out_h: int
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The axis-aligned ``box`` (x0, y0, x1, y1) of ``frame`` resized to out_w × out_h (see
+    :func:`warp_crop`), and the (2, 3) frame → crop matrix."""
     x0, y0, x1, y1 = box
     sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
     matrix = np.array([[sx, 0.0, -x0 * sx], [0.0, sy, -y0 * sy]])
-    return _warp(frame, matrix, out_w, out_h), matrix
+    return warp_crop(frame, matrix, out_w, out_h), matrix
 
 
-def _warp(frame: np.ndarray, matrix: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
-    """warpAffine with zero borders; low-passes first when the map shrinks the image, so a
-    large face resized to a small crop does not alias."""
+def warp_crop(frame: np.ndarray, matrix: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
+    """(out_h, out_w[, C]) crop of ``frame`` (grey or colour) through the (2, 3) frame → crop
+    ``matrix``: warpAffine with zero borders; low-passes first when the map shrinks the image,
+    so a large face resized to a small crop does not alias."""
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     if scale >= 0.8:
         return cv2.warpAffine(
@@ -222,7 +225,7 @@ def _warp(frame: np.ndarray, matrix: np.ndarray, out_w: int, out_h: int) -> np.n
     hx = min(int(np.ceil(src[:, 0].max())) + reach + 1, w)
     hy = min(int(np.ceil(src[:, 1].max())) + reach + 1, h)
     if hx <= lx or hy <= ly:
-        return np.zeros((out_h, out_w, 3), dtype=np.uint8)
+        return np.zeros((out_h, out_w, *frame.shape[2:]), dtype=frame.dtype)
     region = cv2.GaussianBlur(frame[ly:hy, lx:hx], (0, 0), sigmaX=sigma, sigmaY=sigma)
     shifted = matrix.copy()
     shifted[:, 2] += matrix[:, :2] @ np.array([lx, ly], dtype=np.float64)

@@ -13,6 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from workers.face.crops import crop_box
 from workers.face.engine import FaceDetection, LandmarkSource, register_backend
 from workers.face.provision import face_landmarker_bundle
 from workers.face.yunet import YuNetDetector
@@ -117,18 +118,18 @@ class MediaPipeBackend:
 
         x0, y0, x1, y1 = (float(v) for v in found.box)
         side = CROP_MARGIN * max(x1 - x0, y1 - y0, 1.0)
-        scale = max(1.0, CROP_FACE_PX / max(y1 - y0, 1.0))
-        origin = np.array([(x0 + x1 - side) / 2, (y0 + y1 - side) / 2], dtype=np.float32)
-        size = max(1, round(side * scale))
-        warp = np.array([[scale, 0, -scale * origin[0]], [0, scale, -scale * origin[1]]])
-        crop = cv2.warpAffine(rgb, warp, (size, size), flags=cv2.INTER_LINEAR)
+        size = max(1, round(side * max(1.0, CROP_FACE_PX / max(y1 - y0, 1.0))))
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        crop, warp = crop_box(rgb, (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2),
+                              size, size)
+        scale, origin = float(warp[0, 0]), -warp[:, 2] / warp[0, 0]
         result = self._crop_landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=crop))
         for pts, blend, matrix in _faces_of(result, crop.shape):
             pts[:, :2] = pts[:, :2] / scale + origin
             pts[:, 2] /= scale
             face = _to_detection(pts, blend, matrix, found.score, "mesh-crop")
-            cx, cy = face.centre
-            if x0 <= cx <= x1 and y0 <= cy <= y1:  # the detector's face, not a neighbour's
+            fx, fy = face.centre
+            if x0 <= fx <= x1 and y0 <= fy <= y1:  # the detector's face, not a neighbour's
                 return face
         return found
 
