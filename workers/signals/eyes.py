@@ -40,6 +40,13 @@ def eye_centres(face: FaceDetection) -> np.ndarray:
     return np.asarray(face.eye_centres, dtype=np.float64)
 
 
+def eye_scale(centres: np.ndarray, box_height: float) -> float:
+    """Pixels between the eyes as the crops are sized by: the inter-eye distance, but never
+    under ``MIN_IOD_BOX_HEIGHT`` of the face box height (a turned face's eyes come closer in the
+    image; its eyes do not shrink)."""
+    return max(float(np.hypot(*(centres[1] - centres[0]))), MIN_IOD_BOX_HEIGHT * box_height)
+
+
 def crop_matrices(centres: np.ndarray, box_height: float, jitter: np.ndarray | None = None
                   ) -> np.ndarray:
     """(2, 2, 3) frame -> crop affine matrices for the two eyes.
@@ -49,7 +56,7 @@ def crop_matrices(centres: np.ndarray, box_height: float, jitter: np.ndarray | N
     """
     out_h, out_w = CROP_SIZE
     axis = centres[1] - centres[0]
-    iod = max(float(np.hypot(*axis)), MIN_IOD_BOX_HEIGHT * box_height, 1e-3)
+    iod = max(eye_scale(centres, box_height), 1e-3)
     angle = float(np.arctan2(axis[1], axis[0]))
     mats = np.empty((2, 2, 3))
     for k in range(2):

@@ -26,7 +26,7 @@ import numpy as np
 
 from streams.schemas import SensingIssue
 from workers.face.engine import FaceDetection
-from workers.signals.eyes import EyeStateEstimator, eye_centres
+from workers.signals.eyes import EyeStateEstimator, eye_centres, eye_scale
 
 # Blendshape -> FACS action unit proxies (Ekman & Friesen). Pairs are averaged over sides.
 AU_BLENDSHAPES: dict[str, tuple[str, ...]] = {
@@ -164,7 +164,8 @@ class SignalConfig:
     open_quantile: the open-eye EAR level is this quantile of the EAR of frames the eye network
     calls confidently open (``calibration_closure``, ``calibration_visible``).
     eye_visible: an eye counts as seen when the network's visibility is at least this.
-    min_eye_px: fewer pixels between the eye centres leave too little to judge the lids.
+    min_eye_px: fewer pixels between the eyes (as the eye crops are sized,
+    :func:`workers.signals.eyes.eye_scale`) leave too little to judge the lids.
     max_yaw_deg: a head turned further than this has its eyes judged unreliable.
     """
 
@@ -301,8 +302,7 @@ class SignalExtractor:
         """Fills the eye fields of ``out``: the network per eye, closure from the seen eyes,
         the EAR and, once calibrated on confidently open eyes, the EAR openness."""
         cfg = self.config
-        centres = eye_centres(face)
-        eye_px = float(np.hypot(*(centres[1] - centres[0])))
+        eye_px = eye_scale(eye_centres(face), float(face.box[3] - face.box[1]))
         state = self.eye_state(image, face)
         out.eye_closure_left, out.eye_closure_right = state.closure
         out.eye_visible_left, out.eye_visible_right = state.visible
@@ -310,7 +310,7 @@ class SignalExtractor:
                 if v >= cfg.eye_visible]
         if out.yaw is not None and abs(out.yaw) > cfg.max_yaw_deg:
             out.sensing = SensingIssue.FACE_TURNED
-        elif eye_px < cfg.min_eye_px and abs(out.yaw or 0.0) < 30.0:
+        elif eye_px < cfg.min_eye_px:
             out.sensing = SensingIssue.FACE_SMALL
         elif not seen:
             out.sensing = SensingIssue.EYES_HIDDEN
