@@ -243,7 +243,9 @@ class MouthRig:
         jaw = rel(JAW_LINE)
         jaw = jaw[np.argsort(jaw[:, 0])]
         nose_v = float(rel((SUBNASALE,))[0, 1])
-        self.max_gap = 0.7 * self.width
+        # A full yawn opens the lips about as far as the mouth is wide (MediaPipe reads MAR ~0.9
+        # and jawOpen ~0.85 on a real wide yawn): a narrower rig renders talking, not yawns.
+        self.max_gap = 1.0 * self.width
         chin_v = float(jaw[:, 1].max())
         self.neck = 1.6 * self.max_gap
         corners = np.array([
