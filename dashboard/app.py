@@ -2,17 +2,19 @@
 
 The database comes from ``VIGIL_DATABASE_URL``, Kafka (for consumer lag) from
 ``VIGIL_KAFKA__BOOTSTRAP_SERVERS``, the rest from ``VIGIL_DASHBOARD__*``
-(:mod:`dashboard.settings`). Pages live in ``dashboard/views/``, queries in
-:mod:`dashboard.queries`.
+(:mod:`dashboard.settings`). Every page needs a login (:mod:`dashboard.auth`). Pages live in
+``dashboard/views/``, queries in :mod:`dashboard.queries`.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import ui
+from dashboard import auth, ui
+from streams.store import OperatorRole
 
 st.set_page_config(page_title="Vigil", layout="wide")
+who = auth.gate()  # nobody logged in: the login page, and nothing else, is shown
 page = st.navigation(
     [
         st.Page(
@@ -23,5 +25,6 @@ page = st.navigation(
         st.Page("views/health.py", title="System health", icon=":material/monitor_heart:"),
     ]
 )
-ui.sidebar()
+auth.account(who)
+ui.sidebar(admin=who.may(OperatorRole.ADMIN))
 page.run()

@@ -57,10 +57,46 @@ class DevTools:
 
     def text(self) -> str:
         """The page's visible text."""
-        result = self.send(
-            "Runtime.evaluate", expression="document.body.innerText", returnByValue=True
-        )
-        return str(result["result"].get("value") or "")
+        return str(self.evaluate("document.body.innerText") or "")
+
+    def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page."""
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout_s: float = 30.0) -> Any:
+        """Polls a JavaScript expression until it is truthy -> its value."""
+        deadline = time.monotonic() + timeout_s
+        while not (value := self.evaluate(expression)):
+            if time.monotonic() > deadline:
+                raise BrowserError(f"still false after {timeout_s:g} s: {expression}")
+            time.sleep(0.2)
+        return value
+
+    def type_into(self, selector: str, text: str) -> None:
+        """Types ``text`` into the element ``selector`` names, as a keyboard would."""
+        found = self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+                              " if (!e) return false; e.focus(); e.select(); return true; })()")
+        if not found:
+            raise BrowserError(f"nothing to type into: {selector}")
+        self.send("Input.insertText", text=text)
+
+    def click(self, selector: str, label: str) -> bool:
+        """Clicks the first element ``selector`` names whose text (after its icon) is
+        ``label`` -> whether there was one (a disabled button ignores the click, as it does
+        for a person)."""
+        return bool(self.evaluate(
+            f"(() => {{ const e = [...document.querySelectorAll({json.dumps(selector)})]"
+            f".find(b => b.innerText.trim().split('\\n').pop().trim() === {json.dumps(label)});"
+            " if (!e) return false; e.click(); return true; })()"))
+
+    def login(self, name: str, password: str, timeout_s: float = 30.0) -> None:
+        """Fills in and submits the dashboard's login form (once it shows)."""
+        self.wait_for("!!document.querySelector('input[type=\"password\"]')", timeout_s)
+        self.type_into('input[aria-label="Name"]', name)
+        self.type_into('input[type="password"]', password)
+        if not self.click("button", "Log in"):
+            raise BrowserError("the login form has no Log in button")
 
     def screenshot(self) -> bytes:
         """The page as PNG bytes."""

@@ -10,13 +10,19 @@ or, for a caller that runs its own processes: ``streamlit_command(port)``, then
 
 The server is headless on 127.0.0.1, sends no usage statistics and watches no files. It runs
 in its own process group (stopping it stops everything it started) and, on Linux, receives
-SIGTERM when the process that started it dies.
+SIGTERM when the process that started it dies. With an OpenID Connect provider configured
+(``VIGIL_DASHBOARD__OIDC__*``), the command points Streamlit at a secrets file written from those
+settings (:func:`auth_secrets`). ``vigil dashboard`` runs it in the foreground (:func:`serve`).
 """
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
 import os
+import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,9 +31,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from streams.errors import VigilError
+from pydantic import ValidationError
+
+from dashboard.settings import DashboardSettings
+from streams.errors import ConfigurationError, VigilError
 from streams.processes import start_child, stop_child
+
+if TYPE_CHECKING:
+    from streams.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +51,46 @@ class DashboardError(VigilError):
     """The dashboard server did not start (it exited, or never answered its health check)."""
 
 
+def _settings() -> DashboardSettings:
+    try:
+        return DashboardSettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]  # never the input itself: it may be a secret
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigurationError(f"bad dashboard setting {where}: {first['msg']}") from None
+
+
+def auth_secrets(settings: DashboardSettings | None = None) -> Path | None:
+    """Streamlit's ``st.login`` reads its OIDC client from the ``[auth]`` table of a secrets
+    file: this writes one from the settings, readable by this user only, into a private
+    folder that goes when this process exits -> its path (None: no provider configured)."""
+    oidc = (settings or _settings()).oidc
+    if not oidc.enabled:
+        return None
+    missing = oidc.missing()
+    if missing:
+        raise ConfigurationError("OIDC login is half configured: set " + ", ".join(missing))
+    table = {
+        "redirect_uri": oidc.redirect_uri,
+        # Signs the identity cookie; a random one logs everybody out when the server restarts.
+        "cookie_secret": oidc.cookie_secret.get_secret_value() or secrets.token_urlsafe(32),
+        "client_id": oidc.client_id,
+        "client_secret": oidc.client_secret.get_secret_value(),
+        "server_metadata_url": oidc.server_metadata_url,
+    }
+    folder = Path(tempfile.mkdtemp(prefix="vigil-dashboard-auth-"))  # mode 0700
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "secrets.toml"
+    # A JSON string is a TOML basic string.
+    body = "[auth]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(body)
+    return path
+
+
 def streamlit_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """The ``streamlit run`` command line (writes the OIDC secrets file if configured)."""
+    auth = auth_secrets()
     return [
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.port", str(port),
@@ -48,6 +100,7 @@ def streamlit_command(port: int, host: str = "127.0.0.1") -> list[str]:
         "--server.runOnSave", "false",
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "viewer",
+        *(["--secrets.files", str(auth)] if auth else []),
     ]  # fmt: skip
 
 
@@ -93,3 +146,31 @@ def start_dashboard(
         raise DashboardError(f"{exc}; see {log_path}") from None
     log.info("dashboard on http://%s:%d (log %s)", host, port, log_path)
     return proc
+
+
+def serve(port: int, host: str = "127.0.0.1") -> int:
+    """Runs the dashboard in the foreground until it stops or Ctrl-C -> its exit status. With
+    local logins and none yet, first creates the admin (its password is logged once)."""
+    from streams.store import Store, StoreNotMigratedError
+
+    with Store.from_settings() as store:
+        try:
+            first_admin(store)
+        except StoreNotMigratedError as exc:  # the dashboard says how to fix it
+            log.warning("%s", exc)
+    proc = subprocess.Popen(streamlit_command(port, host))
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # the terminal sent Streamlit the same Ctrl-C
+        return proc.wait()
+
+
+def first_admin(store: Store) -> None:
+    """With local logins and none in ``store``, creates the admin: with VIGIL_ADMIN_PASSWORD,
+    else a random password that is logged once."""
+    settings = _settings()
+    if not settings.oidc.enabled:
+        from dashboard.auth import ensure_first_admin
+
+        password = settings.admin_password
+        ensure_first_admin(store, password.get_secret_value() if password else None)

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 
 from streams.aggregator.config import AggregatorConfig
+from streams.clips import UnsafePathError, clip_path
 from streams.errors import InputError, VigilError
 from streams.schemas import AlertReason, AlertState, Severity, sensing_words
 from streams.store import AlertFlag, DeliveryStatus, Store, StoredAlert
@@ -393,16 +394,18 @@ def alerts(
 class ClipView:
     """What the alerts page says about an alert's clip. ``status``: ``available`` (``path``
     is a readable file), ``expired`` (retention deleted it), ``missing`` (recorded, but the
-    file is not where the row says: another host's disk, or deleted by hand) or ``none``."""
+    file is not where the row says: another host's disk, or deleted by hand), ``refused``
+    (the row names a file that is not the alert's clip in the clip directory) or ``none``."""
 
-    status: Literal["available", "expired", "missing", "none"]
+    status: Literal["available", "expired", "missing", "refused", "none"]
     text: str
     path: str | None = None
     blurred: bool = True
 
 
-def clips(store: Store, alert_ids: Iterable[str]) -> dict[str, ClipView]:
-    """alert id -> its clip's view, for every id given."""
+def clips(store: Store, alert_ids: Iterable[str], clips_dir: Path) -> dict[str, ClipView]:
+    """alert id -> its clip's view, for every id given. Only a recorded clip whose file is
+    the alert's own in ``clips_dir`` is available: the page serves that file's bytes."""
     ids = list(alert_ids)
     found = store.clips_for_alerts(ids)
     out: dict[str, ClipView] = {}
@@ -414,13 +417,22 @@ def clips(store: Store, alert_ids: Iterable[str]) -> dict[str, ClipView]:
             day = datetime.fromtimestamp(c.purged_at, UTC).strftime("%Y-%m-%d")
             out[aid] = ClipView("expired", f"Clip expired (deleted {day} under the retention "
                                 "limit)")
-        elif not os.path.isfile(c.path):
-            out[aid] = ClipView("missing", "Clip file missing", c.path, c.blurred)
         else:
+            try:
+                path = clip_path(clips_dir, aid, c.path)
+            except UnsafePathError:
+                log.warning("alert %s: clip row names %r, outside the clip directory %s; "
+                            "not served", aid, c.path, clips_dir)
+                out[aid] = ClipView("refused", "Clip not shown: its file is not in the clip "
+                                    "directory")
+                continue
+            if not path.is_file():
+                out[aid] = ClipView("missing", "Clip file missing", str(path), c.blurred)
+                continue
             seconds = c.ended_at - c.started_at
             faces = "faces blurred" if c.blurred else "faces NOT blurred"
             out[aid] = ClipView("available", f"Clip: {c.frames} frames, {seconds:.1f} s, "
-                                f"{faces}", c.path, c.blurred)
+                                f"{faces}", str(path), c.blurred)
     return out
 
 

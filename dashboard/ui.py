@@ -105,22 +105,11 @@ def guard() -> Iterator[None]:
         st.error(str(exc), icon=":material/error:")
 
 
-def sidebar() -> None:
-    """The operator's name (recorded on acks and flags) and where the data comes from."""
-    with st.sidebar:
-        if "operator" not in st.session_state:
-            try:
-                st.session_state["operator"] = settings().operator
-            except VigilError:
-                st.session_state["operator"] = "operator"
-        st.text_input("Operator", key="operator", help="recorded on acknowledgements and flags")
-        with guard():
+def sidebar(*, admin: bool) -> None:
+    """Where the data comes from (for admins: it names the database server)."""
+    if admin:
+        with st.sidebar, guard():
             st.caption(f"Database: `{get_store().where}`")
-
-
-def operator() -> str:
-    name = str(st.session_state.get("operator") or "").strip()
-    return name or "operator"
 
 
 def time_range(label: str, key: str, default: str = "1 h", all_time: bool = False) -> float | None:

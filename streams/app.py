@@ -8,7 +8,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams.schemas import MAX_BATCH_BYTES, DeadLetter, DeadLetterReason, SchemaError
+from streams.schemas import MAX_BATCH_BYTES, DeadLetter, DeadLetterReason
 from streams.topics import TopicSpec
 
 # How long a consumer's fetch may wait at the broker for new records. Faust fixes it at
@@ -66,13 +66,18 @@ def bind_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
     )
 
 
-async def set_aside(dead_letters: faust.TopicT, message: Any, exc: SchemaError) -> None:
-    """Sends a consumed message that does not decode to the dead-letter topic: its bytes, with
-    the reason and its ``topic[partition]@offset`` in the header."""
+async def set_aside(dead_letters: faust.TopicT, message: Any, exc: Exception,
+                    reason: DeadLetterReason = DeadLetterReason.BAD_SCHEMA) -> None:
+    """Sends a consumed message that does not decode (or that the store refused) to the
+    dead-letter topic: its bytes, with the reason and its ``topic[partition]@offset`` in the
+    header."""
     key = message.key or b""
-    letter = DeadLetter(reason=DeadLetterReason.BAD_SCHEMA, error=str(exc),
-                        source_topic=message.topic, partition=message.partition,
-                        offset=message.offset, key=key.decode(errors="replace") or None)
-    logging.getLogger(__name__).warning("dead letter %s: %s", letter.where, exc)
+    letter = DeadLetter(reason=reason, error=f"{type(exc).__name__}: {exc}"
+                        if reason is DeadLetterReason.PROCESSING_ERROR else str(exc),
+                        source_topic=message.topic,
+                        partition=message.partition, offset=message.offset,
+                        key=key.decode(errors="replace") or None)
+    logging.getLogger(__name__).warning("dead letter %s: %s: %s", letter.where, reason.value,
+                                        letter.error)
     letter, value = letter.carrying(message.value or b"")
     await dead_letters.send(key=key, value=value, headers={DeadLetter.HEADER: letter.to_bytes()})

@@ -6,12 +6,18 @@ kafka-python producer (acks=all) and only drops a batch once the broker has it. 
 broker is unreachable the outbox grows up to ``max_buffer_s`` worth of frames, so an outage
 shorter than that leaves no gap in the sequence numbers; past it the oldest frames are dropped
 and counted.
+
+Each agent start is a new camera session (a random id in every batch): its sequence numbers
+start again at 0, and the worker tells the restart from a replay by the session. A live source
+that stops delivering is reopened with backoff for ``reconnect_for_s``, then the agent gives
+up with an InputError (so `vigil camera` exits non-zero); a file that ends is simply done.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import secrets
 import threading
 import time
 from collections import deque
@@ -32,13 +38,19 @@ log = logging.getLogger(__name__)
 
 FrameSource = Iterator[np.ndarray]
 SIM_SEGMENT_S = 300.0
+RECONNECT_FIRST_S = 0.5
+RECONNECT_MAX_S = 5.0
 
 
-def open_source(spec: str, fps: float, seed: int = 0) -> tuple[FrameSource, bool]:
+def open_source(spec: str, fps: float, seed: int = 0,
+                reconnect_for_s: float = CameraSettings().reconnect_for_s
+                ) -> tuple[FrameSource, bool]:
     """spec -> (frames, is_live). Live sources (devices, RTSP) pace themselves; files and the
     simulator are paced by the agent.
 
     spec: ``sim:PROFILE[:SEED]``, a device index (``0``), an RTSP/HTTP URL, or a video file.
+    InputError: the source does not open; while iterating, a file with no readable frame, or
+    a live source that stopped delivering and did not come back within ``reconnect_for_s``.
     """
     if spec.startswith("sim:"):
         from training.simulator import live_frames
@@ -56,20 +68,43 @@ def open_source(spec: str, fps: float, seed: int = 0) -> tuple[FrameSource, bool
 
         return simulated(), False
     live = spec.isdigit() or "://" in spec
-    cap = cv2.VideoCapture(int(spec) if spec.isdigit() else spec)
+    target: int | str = int(spec) if spec.isdigit() else spec
+    cap = cv2.VideoCapture(target)
     if not cap.isOpened():
         cap.release()
         raise InputError(f"cannot open camera source {spec!r}")
 
     def frames() -> FrameSource:
+        capture, read, backoff = cap, 0, RECONNECT_FIRST_S
+        dropped_at: float | None = None  # monotonic; counts from the first failed read
         try:
             while True:
-                ok, frame = cap.read()
-                if not ok:
-                    return
-                yield frame
+                ok, frame = capture.read()
+                if ok:
+                    if dropped_at is not None:
+                        log.info("camera source %s back after %.1f s", spec,
+                                 time.monotonic() - dropped_at)
+                    read, dropped_at, backoff = read + 1, None, RECONNECT_FIRST_S
+                    yield frame
+                    continue
+                if not live:
+                    if read == 0:
+                        raise InputError(f"no frame could be read from {spec!r}")
+                    return  # the end of the file
+                now = time.monotonic()
+                if dropped_at is None:
+                    dropped_at = now
+                    log.warning("camera source %s stopped delivering frames; reconnecting "
+                                "for up to %g s", spec, reconnect_for_s)
+                if now - dropped_at >= reconnect_for_s:
+                    raise InputError(f"camera source {spec!r} stopped delivering frames and "
+                                     f"did not come back within {reconnect_for_s:g} s")
+                time.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_MAX_S)
+                capture.release()
+                capture = cv2.VideoCapture(target)
         finally:
-            cap.release()
+            capture.release()
 
     return frames(), live
 
@@ -113,6 +148,7 @@ class CameraAgent:
     compression: str = "gzip"
     stats: CameraStats = field(default_factory=CameraStats)
     clock: Callable[[], float] = time.time
+    session: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def __post_init__(self) -> None:
         if not 0 < self.fps <= 240 or not 1 <= self.batch <= 256:
@@ -140,8 +176,8 @@ class CameraAgent:
             infos.append(FrameInfo(seq=seq, captured_at=captured_at, width=w, height=h,
                                    size=len(data)))
         header = FrameBatchHeader(driver_id=self.driver_id, vehicle_id=self.vehicle_id,
-                                  batch_seq=self._batch_seq, fps=self.fps,
-                                  sent_at=self.clock(), frames=infos)
+                                  session=self.session, batch_seq=self._batch_seq,
+                                  fps=self.fps, sent_at=self.clock(), frames=infos)
         self._batch_seq += 1
         return _Batch(self.driver_id.encode(), encode_frame_batch(header, jpegs),
                       frames[0][0], len(frames))
@@ -182,14 +218,16 @@ class CameraAgent:
                 self._seq += 1
                 self.stats.frames_captured += 1
                 if len(pending) >= self.batch:
-                    self._enqueue(self._encode(pending))
-                    pending = []
-            if pending:
-                self._enqueue(self._encode(pending))
+                    full, pending = pending, []
+                    self._enqueue(self._encode(full))
         finally:
-            with self._cond:
-                self._capture_done = True
-                self._cond.notify()
+            try:  # also when the source failed: what was captured before still goes out
+                if pending:
+                    self._enqueue(self._encode(pending))
+            finally:
+                with self._cond:
+                    self._capture_done = True
+                    self._cond.notify()
 
     # --- sending --------------------------------------------------------------------------
 

@@ -192,12 +192,14 @@ def cmd_camera(args: argparse.Namespace) -> int:
 
     settings = StreamSettings()
     bootstrap = _bootstrap(args)
-    source, live = open_source(args.source, args.fps, seed=args.seed)
+    source, live = open_source(args.source, args.fps, seed=args.seed,
+                               reconnect_for_s=settings.camera.reconnect_for_s)
     agent = CameraAgent(bootstrap, args.driver, args.vehicle, args.fps, args.batch,
                         settings=settings.camera, compression=settings.kafka.compression)
     max_frames = round(args.seconds * args.fps) if args.seconds else None
-    log.info("camera %s -> %s as driver %s (vehicle %s), %.1f fps, batches of %d",
-             args.source, bootstrap, args.driver, args.vehicle, args.fps, args.batch)
+    log.info("camera %s -> %s as driver %s (vehicle %s), %.1f fps, batches of %d, session %s",
+             args.source, bootstrap, args.driver, args.vehicle, args.fps, args.batch,
+             agent.session)
     try:
         stats = agent.run(source, paced=not live, max_frames=max_frames)
     except KeyboardInterrupt:
@@ -267,9 +269,60 @@ def cmd_db(args: argparse.Namespace) -> int:
             revision = store.migrate()
             log.info("database %s at revision %s", store.where, revision)
         else:
-            _emit({"database": store.where, "revision": store.current_revision(),
+            _emit({"database": store.where, "revision": store.check_migrated(),
                    "rows": store.row_counts()})
     return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """vigil users add NAME --role ROLE | list | remove NAME: the dashboard's local logins."""
+    import time
+    from dataclasses import asdict
+
+    from streams.errors import InputError
+    from streams.store import Store
+
+    with Store.from_settings() as store:
+        if args.action == "list":  # a listing never creates or migrates the database
+            store.check_migrated()
+        else:
+            store.migrate()
+        if args.action == "add":
+            store.set_operator(args.name, args.role, _new_password(args))
+        elif args.action == "remove":
+            if not store.remove_operator(args.name):
+                raise InputError(f"no dashboard login {args.name!r}")
+        else:
+            for o in store.operators():
+                locked = o.locked_until is not None and o.locked_until > time.time()
+                sys.stdout.write(json.dumps(asdict(o)) + "\n" if args.json else
+                                 f"{o.name:24s} {o.role.value:9s}"
+                                 f"{' locked' if locked else ''}\n")
+    return 0
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    """From stdin (--password-stdin), VIGIL_USER_PASSWORD or a prompt: never from argv, which
+    other users of the machine can read."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if os.environ.get("VIGIL_USER_PASSWORD"):
+        return os.environ["VIGIL_USER_PASSWORD"]
+    if not sys.stdin.isatty():
+        raise ConfigurationError("no terminal to ask for the password: pipe it in with "
+                                 "--password-stdin or set VIGIL_USER_PASSWORD")
+    import getpass
+
+    password = getpass.getpass(f"Password for {args.name}: ")
+    if getpass.getpass("Again: ") != password:
+        raise ConfigurationError("the two passwords differ")
+    return password
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from dashboard.launch import serve
+
+    return serve(args.port, args.host)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -343,8 +396,9 @@ def cmd_model_versions(args: argparse.Namespace) -> int:
 
     from streams.store import Store
 
+    # Never migrates: listing a registry must not create a database (`vigil db migrate` does).
     with Store.from_settings() as store:
-        store.migrate()
+        store.check_migrated()
         if args.action == "promote":
             served = store.promote_model(args.model, args.version)
             log.info("%s %s promoted; aggregators serve it within their refresh interval",
@@ -524,9 +578,37 @@ def cmd_clips_purge(args: argparse.Namespace) -> int:
 
     settings = ClipSettings()
     with Store.from_settings() as store:
+        store.check_migrated()
         report = purge_clips(store, settings, dry_run=args.dry_run)
     _emit(report.to_dict())
     return 1 if report.failed else 0
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    from streams.errors import InputError
+    from streams.store import DeliveryStatus, Store
+
+    # Neither action migrates: an unmigrated database is reported, not changed.
+    with Store.from_settings() as store:
+        store.check_migrated()
+        if args.action == "list-failed":
+            for d in store.deliveries(DeliveryStatus.FAILED, limit=args.limit):
+                _emit({"alert_id": d.alert_id, "endpoint": d.endpoint, "attempts": d.attempts,
+                       "last_status_code": d.last_status_code, "last_error": d.last_error,
+                       "created_at": d.created_at})
+            return 0
+        if args.all == (args.alert_id is not None):
+            raise InputError("name one delivery (ALERT_ID, optionally --endpoint NAME) or "
+                             "pass --all")
+        count = store.redeliver(args.alert_id, args.endpoint)
+        if not count and args.alert_id is not None:
+            raise InputError(f"no failed delivery of alert {args.alert_id!r}"
+                             + (f" to {args.endpoint!r}" if args.endpoint else "")
+                             + " (a delivered one is never sent again)")
+        log.info("%d delivery(ies) pending again; running dispatchers send them within "
+                 "their poll interval", count)
+        _emit({"redelivered": count})
+    return 0
 
 
 def _fmt(v: float | None) -> str:
@@ -637,6 +719,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("db", cmd_db, "database schema: migrate to the latest, or show status")
     p.add_argument("action", choices=["migrate", "status"])
 
+    p = add("dashboard", cmd_dashboard, "run the operator dashboard in the foreground (local "
+            "logins, or OIDC from VIGIL_DASHBOARD__OIDC__*)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--host", default="127.0.0.1")
+
+    users = add("users", lambda a: 2, "the dashboard's local logins (roles: viewer, operator, "
+                "admin)")
+    users_sub = users.add_subparsers(dest="action", required=True)
+    p = add("add", cmd_users, "create a login, or give it a new role and password; the "
+            "password comes from a prompt, --password-stdin or VIGIL_USER_PASSWORD",
+            parent=users_sub)
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=["viewer", "operator", "admin"])
+    p.add_argument("--password-stdin", action="store_true", help="read it from stdin's first line")
+    p = add("list", cmd_users, "every login with its role", parent=users_sub)
+    p.add_argument("--json", action="store_true")
+    p = add("remove", cmd_users, "delete a login", parent=users_sub)
+    p.add_argument("name")
+
     ev = add("eval", lambda a: 2, "evaluate a subsystem")
     ev_sub = ev.add_subparsers(dest="target", required=True)
     p = add("perception", cmd_eval_perception, "blink F1, long-closure and PERCLOS error on a "
@@ -705,6 +806,17 @@ def build_parser() -> argparse.ArgumentParser:
             "DAYS, VIGIL_FLAGGED_CLIP_RETENTION_DAYS for flagged alerts) and orphan files; "
             "prints what was done as JSON", parent=clips_sub)
     p.add_argument("--dry-run", action="store_true", help="only report what would go")
+
+    hooks = add("webhooks", lambda a: 2, "the webhook outbox: deliveries that failed for good")
+    hooks_sub = hooks.add_subparsers(dest="action", required=True)
+    p = add("list-failed", cmd_webhooks, "failed deliveries as JSON Lines, oldest first "
+            "(reads only)", parent=hooks_sub)
+    p.add_argument("--limit", type=int, default=1000)
+    p = add("redeliver", cmd_webhooks, "make failed deliveries pending again with a fresh "
+            "retry schedule (delivered ones are never sent again)", parent=hooks_sub)
+    p.add_argument("alert_id", nargs="?", help="the alert whose failed delivery to retry")
+    p.add_argument("--endpoint", help="only to this endpoint (its configured name)")
+    p.add_argument("--all", action="store_true", help="every failed delivery")
 
     bench = add("bench", lambda a: 2, "measure speed")
     bench_sub = bench.add_subparsers(dest="target", required=True)

@@ -22,13 +22,17 @@ dashboard alike, so one variable means the same everywhere)::
     VIGIL_CLIP_RETENTION_DAYS=7  VIGIL_FLAGGED_CLIP_RETENTION_DAYS=90
 
 The clip directory must be one the worker writes, and the aggregator and dashboard read
-(the same host, or shared storage): rows carry the file's path.
+(the same host, or shared storage): rows carry the file's path. A path from a record is
+trusted only as :func:`clip_path` names it (``<clips_dir>/<alert id>.webm``, symlinks
+resolved): the sink refuses other records, the purge deletes no other file, and the dashboard
+serves no other file.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +41,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.errors import InputError
 from streams.store import Store, StoredClip
 from streams.store.settings import default_database_path
 
@@ -45,6 +50,26 @@ log = logging.getLogger(__name__)
 DAY_S = 86_400.0
 CLIP_SUFFIX = ".webm"  # VP8 in WebM: what opencv-python-headless writes and browsers play
 SIDECAR_SUFFIX = ".json"  # the clip's EventClip record, republished on a replayed alert
+
+
+class UnsafePathError(InputError):
+    """A path from a record or a setting that leads outside the directory it belongs in."""
+
+
+def clip_path(clips_dir: Path, alert_id: str, path: str | Path | None = None) -> Path:
+    """The clip file of ``alert_id``: ``<clips_dir>/<alert id>.webm``, resolved. ``path``, a
+    record's claim (relative: to ``clips_dir``), must be that very file; UnsafePathError
+    otherwise, or when the name leads elsewhere (``..``, a separator, a symlink out)."""
+    root = Path(clips_dir).resolve()
+    own = root / f"{alert_id}{CLIP_SUFFIX}"
+    try:
+        found = (root / (own if path is None else path)).resolve()
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop
+        found = root
+    if found.parent != root or found.name != own.name:
+        raise UnsafePathError(f"clip path {str(path or own)!r} of alert {alert_id!r} is not "
+                              f"its file in the clip directory {str(root)!r}")
+    return found
 
 
 def default_clips_dir() -> Path:
@@ -117,6 +142,8 @@ class PurgeReport:
     missing_files: int = 0  # expired clips whose file was gone already
     failed: list[str] = field(default_factory=list)  # alert ids whose file stayed
     orphans: list[str] = field(default_factory=list)  # file names no live row claims
+    # Expired rows whose path is not their clip file (forged or foreign): no file deleted.
+    refused: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,19 +178,27 @@ def purge_clips(store: Store, settings: ClipSettings | None = None, *,
     expired = [c for c in store.expired_clips(unflagged_before, flagged_before)
                if policy.expired(c.created_at, c.flag is not None, now)]
     report.expired = [c.alert_id for c in expired]
+    gone = []
+    for clip in expired:
+        try:
+            video = clip_path(settings.clips_dir, clip.alert_id, clip.path)
+        except UnsafePathError as exc:
+            log.error("clip purge: no file deleted for alert %s: %s", clip.alert_id, exc)
+            report.refused.append(clip.alert_id)
+            gone.append(clip.alert_id)  # its row expires all the same
+            continue
+        if dry_run:
+            continue
+        try:
+            existed = delete_clip(video)
+        except OSError as exc:
+            log.error("clip of alert %s: cannot delete %s: %s", clip.alert_id, clip.path, exc)
+            report.failed.append(clip.alert_id)
+            continue
+        report.deleted_files += existed
+        report.missing_files += not existed
+        gone.append(clip.alert_id)
     if not dry_run:
-        gone = []
-        for clip in expired:
-            try:
-                existed = delete_clip(Path(clip.path))
-            except OSError as exc:
-                log.error("clip of alert %s: cannot delete %s: %s", clip.alert_id, clip.path,
-                          exc)
-                report.failed.append(clip.alert_id)
-                continue
-            report.deleted_files += existed
-            report.missing_files += not existed
-            gone.append(clip.alert_id)
         store.purge_clips(gone, at=now)
     report.orphans = _sweep_orphans(store, settings.clips_dir, unflagged_before, dry_run)
     if report.expired or report.orphans:
@@ -177,6 +212,12 @@ def purge_clips(store: Store, settings: ClipSettings | None = None, *,
 def temp_name(alert_id: str, token: str, suffix: str) -> str:
     """A file being written for ``alert_id`` (hidden, renamed into place when complete)."""
     return f".{alert_id}.{token}.tmp{suffix}"
+
+
+# Every name the worker gives a file in the clip directory (see temp_name); the purge deletes
+# no other file, whatever the directory holds.
+_CLIP_NAME = re.compile(rf"(?:[^.]+|\.[^.]+\.[0-9a-f]+\.tmp)"
+                        rf"(?:{re.escape(CLIP_SUFFIX)}|{re.escape(SIDECAR_SUFFIX)})")
 
 
 def _alert_id_of(name: str) -> str:
@@ -196,6 +237,8 @@ def _sweep_orphans(store: Store, clips_dir: Path, before: float, dry_run: bool) 
     live: dict[str, StoredClip | None] = {}
     swept = []
     for entry in sorted(entries, key=lambda e: e.name):
+        if not _CLIP_NAME.fullmatch(entry.name):
+            continue
         try:
             if not entry.is_file(follow_symlinks=False) or entry.stat().st_mtime >= before:
                 continue

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from streams.errors import VigilError
 from streams.local import DEMO_DRIVERS, LocalStack, SimDriver
-from streams.store import Store
+from streams.store import OperatorRole, Store
+from streams.store.passwords import generate_password
 from streams.store.settings import DatabaseSettings
 from streams.webhooks.receiver import BackgroundReceiver
 from streams.webhooks.signing import generate_secret
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from dashboard.browser import DevTools
 
 log = logging.getLogger(__name__)
+WATCHER = "demo-watcher"  # --watch-dashboard's login
 
 
 @dataclass
@@ -87,6 +89,10 @@ class Demo:
             now = time.time()
             for d in self.drivers:
                 store.touch_driver(d.driver_id, d.vehicle_id, now, name=d.name)
+            if self.dashboard:
+                from dashboard.launch import first_admin
+
+                first_admin(store)  # on a new database: logs the admin's password once
             endpoints = [{"name": "demo-receiver", "url": receiver.url, "secrets": [secret]}]
             env = {"VIGIL_DATABASE_URL": url,
                    "VIGIL_WEBHOOKS__ENDPOINTS": json.dumps(endpoints)}
@@ -112,6 +118,7 @@ class Demo:
 
                         page = browser.enter_context(chromium(self.log_dir))
                         page.open(dashboard_url + "/")
+                        page.login(*self._watcher(store, browser))
                     self._watch(stack, store, seconds, page)
         return self.report
 
@@ -123,6 +130,13 @@ class Demo:
         wait_healthy(url)
         self.report.ready_s["dashboard"] = self._elapsed()
         return url
+
+    def _watcher(self, store: Store, cleanup: contextlib.ExitStack) -> tuple[str, str]:
+        """A viewer login for the headless browser, removed when the demo ends."""
+        password = generate_password()
+        store.set_operator(WATCHER, OperatorRole.VIEWER, password)
+        cleanup.callback(store.remove_operator, WATCHER)
+        return WATCHER, password
 
     def _watch(self, stack: LocalStack, store: Store, seconds: float | None,
                page: DevTools | None) -> None:

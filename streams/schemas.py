@@ -11,14 +11,25 @@ The header lists each frame's byte length, so the images are sliced without copy
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import struct
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from streams.errors import InputError
 
@@ -40,23 +51,160 @@ class Record(BaseModel):
 R = TypeVar("R", bound=Record)
 
 
-def decode_record(cls: type[R], data: bytes | str) -> R:
-    """Parses ``data`` as ``cls``; anything else raises SchemaError naming what is wrong."""
+# Bounds of every JSON record on a topic: what a decoder accepts before validating fields.
+MAX_RECORD_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+# Errors and log lines quote at most this much of a record, escaped: a bad value never blows
+# up a dead letter or a log.
+MAX_ERROR_CHARS = 500
+
+
+def clip_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` fit for an error message or a log line: non-printable characters escaped, at
+    most ``limit`` characters (cut with "…")."""
+    head = text[:limit]
+    if not head.isprintable():
+        head = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in head)
+    if len(head) > limit or len(text) > limit:
+        return head[: limit - 1] + "…"
+    return head
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {clip_text(text, 40)} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    # Larger ones would turn into float infinities in a float field.
+    value = int(text)
+    if abs(value) > 2**63:
+        raise ValueError(f"integer {clip_text(text, 40)} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def _storable(text: str) -> bool:
+    """No NUL and no unpaired surrogate: text every database (and UTF-8) can hold."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
     try:
-        obj = json.loads(data)
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json_problem(obj: Any) -> str | None:
+    """What makes a parsed JSON document unacceptable as a record, or None."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if not _storable(value):
+                return "text with a NUL character or an unpaired surrogate"
+        elif isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return f"nested deeper than {MAX_JSON_DEPTH} levels"
+            if isinstance(value, dict):
+                stack.extend((k, depth) for k in value)
+                stack.extend((v, depth + 1) for v in value.values())
+            else:
+                stack.extend((v, depth + 1) for v in value)
+    return None
+
+
+def _quoted(value: Any) -> str:
+    return clip_text(repr(value[:80]) if isinstance(value, str) else type(value).__name__, 100)
+
+
+def decode_record(cls: type[R], data: bytes | str, max_bytes: int = MAX_RECORD_BYTES) -> R:
+    """Parses ``data`` as ``cls``; anything else raises SchemaError naming what is wrong (in a
+    bounded message). Beyond the fields' own rules a record is at most ``max_bytes`` long,
+    nested at most MAX_JSON_DEPTH deep, has only finite numbers and no text a database
+    refuses (NUL, unpaired surrogates)."""
+    if len(data) > max_bytes:
+        raise SchemaError(f"{cls.SCHEMA} record of {len(data)} bytes exceeds the {max_bytes} "
+                          "byte limit")
+    try:
+        obj = json.loads(data, parse_float=_finite_float, parse_int=_bounded_int,
+                         parse_constant=_no_constant)
+    except RecursionError:
+        raise SchemaError("not JSON this decoder accepts: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise SchemaError(f"not JSON: {exc}") from None
+        raise SchemaError(f"not JSON: {clip_text(str(exc))}") from None
     if not isinstance(obj, dict):
         raise SchemaError(f"expected a JSON object for {cls.SCHEMA}")
+    problem = _json_problem(obj)
+    if problem is not None:
+        raise SchemaError(f"invalid {cls.SCHEMA}: {problem}")
     found = obj.get("schema")
     if found != cls.SCHEMA:
-        raise SchemaError(f"schema {found!r} where {cls.SCHEMA!r} was expected")
+        raise SchemaError(f"schema {_quoted(found)} where {cls.SCHEMA!r} was expected")
     try:
-        return cls.model_validate(obj)
+        # Strict: a number must be a JSON number (lax mode reads "NaN" and "inf" strings).
+        return cls.model_validate_json(data, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise SchemaError(f"invalid {cls.SCHEMA}: {where}: {first['msg']}") from None
+        raise SchemaError(clip_text(f"invalid {cls.SCHEMA}: {where}: {first['msg']}")) from None
+
+
+def _printable_id(value: str) -> str:
+    if not value.isprintable() or not value.strip():
+        raise ValueError("must be printable text, not blank")
+    return value
+
+
+# Driver, vehicle and camera ids: 1-128 printable characters (str.isprintable: no control
+# characters, NUL, line breaks or unpaired surrogates), not all spaces. Every store column and
+# log line can hold them.
+Id = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_printable_id)]
+# Epoch seconds from 1970 to 2100: finite, and far from where float seconds lose whole minutes
+# (window arithmetic stays exact).
+MAX_EPOCH_S = 4_102_444_800.0
+Epoch = Annotated[float, Field(ge=0, le=MAX_EPOCH_S)]
+# Any other measured quantity: finite and of a plausible size.
+Measure = Annotated[float, Field(ge=-1e6, le=1e6)]
+Seconds = Annotated[float, Field(ge=0, le=86_400)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Seq = Annotated[int, Field(ge=0, le=2**63 - 1)]
+MapKey = Annotated[str, Field(min_length=1, max_length=32), AfterValidator(_printable_id)]
+
+
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+# An optional signal: unmeasured (None) where the producer computed no finite value, as JSON
+# would carry it.
+Signal = Annotated[Measure | None, BeforeValidator(_finite_or_none)]
+SignalFraction = Annotated[Fraction | None, BeforeValidator(_finite_or_none)]
+
+
+def check_capture_times(times: list[float], broker_time: float | None, max_ahead_s: float,
+                        max_behind_s: float) -> None:
+    """Raises SchemaError when a capture time in ``times`` is more than ``max_ahead_s`` after
+    or ``max_behind_s`` before the record's broker timestamp (epoch seconds; None or 0: the
+    broker gave none, nothing to check). One record dated far ahead would otherwise become
+    its driver's newest time and hide every real frame after it."""
+    if not broker_time or not times:
+        return
+    ahead, behind = max(times) - broker_time, broker_time - min(times)
+    if ahead > max_ahead_s:
+        raise SchemaError(f"captured {ahead:.0f} s after the broker's time of the record "
+                          f"(at most {max_ahead_s:.0f} s accepted)")
+    if behind > max_behind_s:
+        raise SchemaError(f"captured {behind:.0f} s before the broker's time of the record "
+                          f"(at most {max_behind_s:.0f} s accepted)")
 
 
 # --- frames -----------------------------------------------------------------------------
@@ -70,21 +218,24 @@ class FrameInfo(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     seq: int = Field(ge=0)
-    captured_at: float = Field(description="capture time, seconds since the Unix epoch")
+    captured_at: Epoch = Field(description="capture time, seconds since the Unix epoch")
     width: int = Field(gt=0)
     height: int = Field(gt=0)
-    size: int = Field(gt=0, description="JPEG bytes")
+    size: int = Field(gt=0, le=MAX_BATCH_BYTES, description="JPEG bytes")
 
 
 class FrameBatchHeader(Record):
     SCHEMA: ClassVar[str] = "vigil.frames.v1"
     schema_: Literal["vigil.frames.v1"] = Field("vigil.frames.v1", alias="schema")
-    driver_id: str = Field(min_length=1, max_length=128)
-    vehicle_id: str = Field(min_length=1, max_length=128)
-    camera_id: str = "cabin"
+    driver_id: Id
+    vehicle_id: Id
+    camera_id: Id = "cabin"
+    # Made afresh each time the camera agent starts (its seq starts again at 0), so the
+    # worker tells a restart from a replay. None: a camera older than the field.
+    session: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     batch_seq: int = Field(ge=0)
     fps: float = Field(gt=0, le=240)
-    sent_at: float
+    sent_at: Epoch
     frames: list[FrameInfo] = Field(min_length=1, max_length=256)
 
     @model_validator(mode="after")
@@ -137,16 +288,16 @@ class EyeEventRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["blink", "microsleep", "sleep"]
-    start_seq: int
-    end_seq: int
-    start_at: float
-    end_at: float
-    duration_s: float
-    amplitude: float
-    peak_closure: float
-    opening_velocity: float
-    closed_duration_s: float
-    frequency_per_min: float
+    start_seq: Seq
+    end_seq: Seq
+    start_at: Epoch
+    end_at: Epoch
+    duration_s: Seconds
+    amplitude: Measure
+    peak_closure: Measure
+    opening_velocity: Measure
+    closed_duration_s: Seconds
+    frequency_per_min: Measure
 
 
 class YawnRecord(BaseModel):
@@ -154,13 +305,13 @@ class YawnRecord(BaseModel):
     was wide open, which the aggregator counts as it is."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    start_seq: int
-    end_seq: int
-    start_at: float
-    end_at: float
-    duration_s: float
-    peak_jaw_open: float | None = None
-    peak_mouth_open: float | None = None
+    start_seq: Seq
+    end_seq: Seq
+    start_at: Epoch
+    end_at: Epoch
+    duration_s: Seconds
+    peak_jaw_open: Signal = None
+    peak_mouth_open: Signal = None
 
 
 class SensingIssue(StrEnum):
@@ -193,31 +344,37 @@ class Observation(Record):
 
     SCHEMA: ClassVar[str] = "vigil.observation.v1"
     schema_: Literal["vigil.observation.v1"] = Field("vigil.observation.v1", alias="schema")
-    driver_id: str
-    vehicle_id: str
-    seq: int
-    captured_at: float
-    processed_at: float
+    driver_id: Id
+    vehicle_id: Id
+    seq: Seq
+    captured_at: Epoch
+    processed_at: Epoch
     face_present: bool
-    faces: int = 0
-    closure: float | None = None
+    faces: Count = 0
+    closure: SignalFraction = None
     sensing: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,31}$")
-    openness_left: float | None = None
-    openness_right: float | None = None
-    blink_score: float | None = None
-    mouth_open: float | None = None
-    jaw_open: float | None = None
-    yaw: float | None = None
-    pitch: float | None = None
-    roll: float | None = None
+    openness_left: Signal = None
+    openness_right: Signal = None
+    blink_score: Signal = None
+    mouth_open: Signal = None
+    jaw_open: Signal = None
+    yaw: Signal = None
+    pitch: Signal = None
+    roll: Signal = None
     gaze_off_road: bool | None = None
-    perclos: float | None = None
-    closed_for_s: float = 0.0
-    au: dict[str, float] = Field(default_factory=dict)
-    events: list[EyeEventRecord] = Field(default_factory=list)
+    perclos: SignalFraction = None
+    closed_for_s: Seconds = 0.0
+    au: dict[MapKey, Measure] = Field(default_factory=dict, max_length=64)
+    events: list[EyeEventRecord] = Field(default_factory=list, max_length=64)
     # Yawns finished on this frame; observations from producers that predate yawn events
     # simply carry none.
-    yawns: list[YawnRecord] = Field(default_factory=list)
+    yawns: list[YawnRecord] = Field(default_factory=list, max_length=64)
+
+    @property
+    def capture_times(self) -> list[float]:
+        """Every capture time the record carries (its own, its events' and yawns')."""
+        return [self.captured_at, *(t for e in self.events for t in (e.start_at, e.end_at)),
+                *(t for y in self.yawns for t in (y.start_at, y.end_at))]
 
 
 # --- windows and alerts -----------------------------------------------------------------
@@ -228,30 +385,30 @@ class WindowMetrics(Record):
 
     SCHEMA: ClassVar[str] = "vigil.window-metrics.v1"
     schema_: Literal["vigil.window-metrics.v1"] = Field("vigil.window-metrics.v1", alias="schema")
-    driver_id: str
-    vehicle_id: str
-    window_start: float
-    window_end: float
-    frames: int
-    face_frames: int
-    perclos: float | None
-    blink_count: int
-    blink_rate_per_min: float | None
-    blink_duration_mean_s: float | None
-    blink_duration_max_s: float | None
-    long_closures: int
-    yawns: int
+    driver_id: Id
+    vehicle_id: Id
+    window_start: Epoch
+    window_end: Epoch
+    frames: Count
+    face_frames: Count
+    perclos: SignalFraction
+    blink_count: Count
+    blink_rate_per_min: Signal
+    blink_duration_mean_s: Signal
+    blink_duration_max_s: Signal
+    long_closures: Count
+    yawns: Count
     off_road_s: float
-    au_rates: dict[str, float] = Field(default_factory=dict)
-    fatigue_score: float | None = None
+    au_rates: dict[MapKey, float] = Field(default_factory=dict, max_length=64)
+    fatigue_score: SignalFraction = None
     kss: int | None = Field(default=None, ge=1, le=9)
     # The learnt estimate on the driver's latest blinks (streams.aggregator.drowsiness); None
     # until the shift's baseline and a full blink window exist, or with no new blink.
-    drowsiness_state: str | None = None
+    drowsiness_state: str | None = Field(default=None, max_length=16)
     drowsiness_score: float | None = Field(default=None, ge=0, le=1)
     drowsiness_kss: int | None = Field(default=None, ge=1, le=9)
-    drowsiness_probabilities: dict[str, float] = Field(default_factory=dict)
-    drowsiness_model: str | None = None
+    drowsiness_probabilities: dict[MapKey, float] = Field(default_factory=dict, max_length=64)
+    drowsiness_model: str | None = Field(default=None, max_length=64)
     # Seconds with a face whose eye state could not be trusted (Observation.sensing), and the
     # most frequent reason; the window's eye statistics leave those seconds out.
     degraded_s: float = Field(default=0.0, ge=0)
@@ -292,13 +449,13 @@ def alert_id(driver_id: str, reason: AlertReason, started_at: float) -> str:
 class Alert(Record):
     SCHEMA: ClassVar[str] = "vigil.alert.v1"
     schema_: Literal["vigil.alert.v1"] = Field("vigil.alert.v1", alias="schema")
-    alert_id: str
-    driver_id: str
-    vehicle_id: str
+    alert_id: str = Field(min_length=1, max_length=64)
+    driver_id: Id
+    vehicle_id: Id
     reason: AlertReason
     severity: Severity
-    started_at: float = Field(description="onset of the condition, epoch seconds")
-    detected_at: float
+    started_at: Epoch = Field(description="onset of the condition, epoch seconds")
+    detected_at: Epoch
     message: str
     evidence: dict[str, Any] = Field(default_factory=dict)
 
@@ -315,17 +472,17 @@ class EventClip(Record):
     SCHEMA: ClassVar[str] = "vigil.event-clip.v1"
     schema_: Literal["vigil.event-clip.v1"] = Field("vigil.event-clip.v1", alias="schema")
     alert_id: str = Field(min_length=1, max_length=64)
-    driver_id: str = Field(min_length=1, max_length=128)
-    vehicle_id: str = Field(min_length=1, max_length=128)
+    driver_id: Id
+    vehicle_id: Id
     path: str = Field(min_length=1, max_length=4096)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size_bytes: int = Field(ge=0)
-    frames: int = Field(gt=0)
+    size_bytes: int = Field(ge=0, le=2**63 - 1)
+    frames: Count = Field(gt=0)
     fps: float = Field(gt=0, le=240)
-    started_at: float
-    ended_at: float
+    started_at: Epoch
+    ended_at: Epoch
     blurred: bool
-    created_at: float
+    created_at: Epoch
 
 
 # --- dead letters -----------------------------------------------------------------------
@@ -340,33 +497,44 @@ class DeadLetterReason(StrEnum):
 
 
 class DeadLetter(Record):
-    """Why a message was set aside. On the dead-letter topic the original value travels
-    unchanged as the message value and this record as the ``vigil-dead-letter`` header."""
+    """Why a message was set aside. On the dead-letter topic the original value travels as
+    the message value (cut to MAX_PAYLOAD bytes, with the whole value's size and sha256) and
+    this record as the ``vigil-dead-letter`` header. ``error`` and ``key`` are kept printable
+    and short (:func:`clip_text`), so a dead letter always fits the broker's message limit and
+    the store's columns, whatever the bad message held."""
 
     SCHEMA: ClassVar[str] = "vigil.dead-letter.v1"
     schema_: Literal["vigil.dead-letter.v1"] = Field("vigil.dead-letter.v1", alias="schema")
     reason: DeadLetterReason
     error: str
-    source_topic: str
-    partition: int
-    offset: int
+    source_topic: str = Field(max_length=255)
+    partition: int = Field(ge=0, le=2**31 - 1)
+    offset: int = Field(ge=0, le=2**63 - 1)
     key: str | None = None
-    failed_at: float = Field(default_factory=lambda: datetime.now(UTC).timestamp())
+    failed_at: Epoch = Field(default_factory=lambda: datetime.now(UTC).timestamp())
     payload_size: int | None = Field(default=None, description="bytes of the original value")
     payload_truncated: bool = Field(
         default=False, description="the value carried is a prefix; the whole message stays "
         "at source_topic[partition]@offset for the topic's retention")
+    payload_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     HEADER: ClassVar[str] = "vigil-dead-letter"
-    MAX_PAYLOAD: ClassVar[int] = 1024 * 1024
+    # Well inside a stock Kafka broker's 1 MiB message limit, header included.
+    MAX_PAYLOAD: ClassVar[int] = 256 * 1024
+
+    @field_validator("error", "key")
+    @classmethod
+    def _clipped(cls, value: str | None) -> str | None:
+        return None if value is None else clip_text(value)
 
     @property
     def where(self) -> str:
         return f"{self.source_topic}[{self.partition}]@{self.offset}"
 
     def carrying(self, payload: bytes) -> tuple[DeadLetter, bytes]:
-        """(this record with the payload's size, the value to publish: the payload, cut to
-        MAX_PAYLOAD so any producer can send it)."""
+        """(this record with the payload's size and digest, the value to publish: the
+        payload, cut to MAX_PAYLOAD so any producer can send it)."""
         letter = self.model_copy(update={"payload_size": len(payload),
-                                         "payload_truncated": len(payload) > self.MAX_PAYLOAD})
+                                         "payload_truncated": len(payload) > self.MAX_PAYLOAD,
+                                         "payload_sha256": hashlib.sha256(payload).hexdigest()})
         return letter, payload[: self.MAX_PAYLOAD]

@@ -18,12 +18,25 @@ class CameraSettings(BaseModel):
     # Frames kept while the broker is unreachable; older ones are dropped (and counted).
     max_buffer_s: float = Field(default=120.0, gt=0)
     send_timeout_s: float = Field(default=10.0, gt=0)
+    # A live source (device, RTSP/HTTP) that drops is reopened, with backoff, for this long;
+    # then the camera gives up and exits non-zero.
+    reconnect_for_s: float = Field(default=60.0, ge=0)
 
 
 class AggregatorSettings(BaseModel):
     # How often the aggregator asks the model registry for a newly promoted drowsiness
     # version (served from then on, without a restart).
     model_refresh_s: float = Field(default=10.0, gt=0)
+
+
+class RecordSettings(BaseModel):
+    """What the stream agents accept (VIGIL_RECORDS__MAX_AHEAD_S, ...): capture times at most
+    this far after / before the broker's timestamp of their record; others are dead-lettered.
+    Ahead is tight (a record dated ahead would hide its driver's real frames until then);
+    behind covers a worker catching up on a backlog."""
+
+    max_ahead_s: float = Field(default=300.0, gt=0)
+    max_behind_s: float = Field(default=86_400.0, gt=0)
 
 
 class StreamSettings(BaseSettings):
@@ -33,3 +46,4 @@ class StreamSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     camera: CameraSettings = Field(default_factory=CameraSettings)
     aggregator: AggregatorSettings = Field(default_factory=AggregatorSettings)
+    records: RecordSettings = Field(default_factory=RecordSettings)

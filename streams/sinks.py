@@ -3,7 +3,9 @@ webhooks; the event clips' retention purge (a timer on the group's leader).
 
 Every write is an idempotent upsert (alert id, driver + window start, dead-letter position),
 so the at-least-once streams never duplicate rows. A database outage is retried with backoff
-before the message is acknowledged, so nothing is lost while the database is down.
+before the message is acknowledged, so nothing is lost while the database is down. A record
+that does not decode, or whose values the database refuses (StoreDataError), is set aside on
+the dead-letter topic (and so counted in the store's dead letters) and the sink goes on.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import faust
 
 from streams.app import bind_topic, set_aside
-from streams.clips import ClipSettings, purge_clips
+from streams.clips import ClipSettings, UnsafePathError, clip_path, purge_clips
 from streams.schemas import (
     Alert,
     DeadLetter,
+    DeadLetterReason,
     EventClip,
     R,
     SchemaError,
@@ -28,9 +31,9 @@ from streams.schemas import (
     decode_record,
 )
 from streams.store import Store
-from streams.store.errors import StoreUnavailableError
+from streams.store.errors import StoreDataError, StoreUnavailableError
 from streams.topics import ALERTS, DEAD_LETTERS, EVENT_CLIPS, WINDOW_METRICS
-from streams.webhooks.dispatcher import WebhookDispatcher
+from streams.webhooks.errors import WebhookError
 from streams.webhooks.settings import WebhookSettings
 
 log = logging.getLogger(__name__)
@@ -51,14 +54,17 @@ async def _with_store(what: str, call: Callable[[], T]) -> T:
             backoff = min(backoff * 2, MAX_BACKOFF_S)
 
 
-async def _records(stream: faust.StreamT, cls: type[R]) -> AsyncIterator[R]:
-    """The stream's values decoded as ``cls``. These topics carry only what Vigil's own
-    agents wrote; a record that does not decode is logged with its schema error and skipped."""
-    async for value in stream:
+async def _records(stream: faust.StreamT, cls: type[R],
+                   dead_letters: faust.TopicT) -> AsyncIterator[tuple[Any, R]]:
+    """(message, its value decoded as ``cls``); a record that does not decode is set aside."""
+    async for event in stream.events():
+        message = event.message
         try:
-            yield decode_record(cls, value)
+            record = decode_record(cls, message.value or b"")
         except SchemaError as exc:
-            log.error("%s: unreadable record skipped: %s", cls.SCHEMA, exc)
+            await set_aside(dead_letters, message, exc)
+            continue
+        yield message, record
 
 
 def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
@@ -68,36 +74,54 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
     dead_letters = bind_topic(app, DEAD_LETTERS)
     event_clips = bind_topic(app, EVENT_CLIPS)
     clip_settings = clips or ClipSettings()
-    dispatcher: list[WebhookDispatcher] = []  # made on the running loop (aiohttp needs it)
+    dispatcher = webhooks.dispatcher(store)
 
     @app.agent(alerts)
     async def store_alerts(stream: faust.StreamT) -> None:
-        async for alert in _records(stream, Alert):
-            new = await _with_store("storing alert", partial(store.upsert_alert, alert))
-            if not dispatcher:
-                dispatcher.append(webhooks.dispatcher(store))
-            # Claims in the store make delivery at most once per endpoint, replays included.
-            dispatcher[0].submit(alert)
+        async for message, alert in _records(stream, Alert, dead_letters):
+            try:
+                new = await _with_store("storing alert", partial(store.upsert_alert, alert))
+            except StoreDataError as exc:
+                await set_aside(dead_letters, message, exc, DeadLetterReason.PROCESSING_ERROR)
+                continue
+            # In the outbox before the alert is acknowledged: from here on no restart loses
+            # its webhooks, and a replay adds nothing.
+            try:
+                await _with_store("queueing webhooks", partial(dispatcher.enqueue, alert))
+                dispatcher.wake()
+            except WebhookError as exc:
+                log.error("alert %s: no webhooks: %s", alert.alert_id, exc)
             log.info("alert %s %s stored (%s)", alert.reason.value, alert.alert_id,
                      "new" if new else "replay")
 
+    @app.task
+    async def deliver_webhooks() -> None:
+        # Sends what the outbox holds, from before a restart too, until the app stops
+        # (Faust cancels its tasks), then closes the dispatcher and its HTTP session.
+        await dispatcher.run()
+
     @app.agent(windows)
     async def store_windows(stream: faust.StreamT) -> None:
-        async for metrics in _records(stream, WindowMetrics):
-            await _with_store("storing window", partial(store.upsert_window_metrics, [metrics]))
+        async for message, metrics in _records(stream, WindowMetrics, dead_letters):
+            try:
+                await _with_store("storing window",
+                                  partial(store.upsert_window_metrics, [metrics]))
+            except StoreDataError as exc:
+                await set_aside(dead_letters, message, exc, DeadLetterReason.PROCESSING_ERROR)
 
     @app.agent(event_clips)
     async def store_clips(stream: faust.StreamT) -> None:
-        # Unlike the other sinks' topics, this one carries what another deployable (the
-        # inference worker) wrote: a record that does not decode is set aside.
-        async for event in stream.events():
-            message = event.message
-            try:
-                clip = decode_record(EventClip, message.value or b"")
-            except SchemaError as exc:
+        async for message, clip in _records(stream, EventClip, dead_letters):
+            try:  # a row is what the purge deletes and the dashboard serves: ours only
+                clip_path(clip_settings.clips_dir, clip.alert_id, clip.path)
+            except UnsafePathError as exc:
                 await set_aside(dead_letters, message, exc)
                 continue
-            new = await _with_store("storing clip", partial(store.record_clip, clip))
+            try:
+                new = await _with_store("storing clip", partial(store.record_clip, clip))
+            except StoreDataError as exc:
+                await set_aside(dead_letters, message, exc, DeadLetterReason.PROCESSING_ERROR)
+                continue
             log.info("clip of alert %s stored (%s)", clip.alert_id, "new" if new else "replay")
 
     @app.timer(clip_settings.clip_purge_every_s, on_leader=True)
@@ -116,12 +140,13 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
                 log.error("dead letter without %s header at offset %d", DeadLetter.HEADER,
                           event.message.offset)
                 continue
+            # Never set aside again (that could loop): logged, and the sink goes on.
             try:
                 letter = decode_record(DeadLetter, header)
-            except SchemaError as exc:
-                log.error("dead letter header unreadable: %s", exc)
-                continue
-            await _with_store("storing dead letter", partial(store.record_dead_letter, letter))
+                await _with_store("storing dead letter",
+                                  partial(store.record_dead_letter, letter))
+            except (SchemaError, StoreDataError) as exc:
+                log.error("dead letter at offset %d not stored: %s", event.message.offset, exc)
 
     def close() -> None:
         store.close()

@@ -38,6 +38,7 @@ from faust.types.tuples import Message
 from streams.app import bind_topic, create_app
 from streams.clips import ClipSettings
 from streams.schemas import Alert, DeadLetter, SchemaError, decode_record
+from streams.settings import RecordSettings, StreamSettings
 from streams.topics import ALERTS, DEAD_LETTERS, EVENT_CLIPS, FRAMES, OBSERVATIONS, WORKER_GROUP
 from workers.clips import ClipJob, ClipRecorder
 from workers.inference import InferenceProcessor, ProcessResult, RawMessage
@@ -55,7 +56,7 @@ def build_worker_app(
     bootstrap: str, known_drivers: frozenset[str] | None = None,
     settings: PerceptionSettings | None = None, app_id: str = WORKER_GROUP, *,
     worker: WorkerSettings | None = None, processor: InferenceProcessor | None = None,
-    clips: ClipSettings | None = None,
+    clips: ClipSettings | None = None, records: RecordSettings | None = None,
 ) -> tuple[faust.App, Callable[[], None]]:
     """The app and a function releasing the models once the worker has stopped.
 
@@ -81,7 +82,8 @@ def build_worker_app(
     recorder = ClipRecorder(clips or ClipSettings())
     app.vigil_clips = recorder  # type: ignore[attr-defined]
     processor = processor or InferenceProcessor(partial(open_perception, settings),
-                                                known_drivers)
+                                                known_drivers,
+                                                records=records or StreamSettings().records)
     if processor.on_frame is None:
         processor.on_frame = recorder.add_frame
     executor = ThreadPoolExecutor(max_workers=worker.inference_threads,
@@ -111,7 +113,7 @@ def build_worker_app(
             message = event.message
             raw = RawMessage(key=message.key, value=message.value or b"",
                              partition=message.partition, offset=message.offset,
-                             topic=message.topic)
+                             topic=message.topic, timestamp=message.timestamp)
             # What the ledger keeps to ack later: the position only, not the frames.
             position = Message(message.topic, message.partition, message.offset,
                                message.timestamp, message.timestamp_type, None, None, None,
@@ -161,6 +163,6 @@ def build_worker_app(
         executor.shutdown(wait=True)
         clip_executor.shutdown(wait=True)
         processor.close()
-        log.info("event clips: %s", recorder.stats)
+        log.info("inference: %s; event clips: %s", processor.stats, recorder.stats)
 
     return app, close

@@ -41,7 +41,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streams.clips import CLIP_SUFFIX, SIDECAR_SUFFIX, ClipSettings, temp_name
+from streams.clips import (
+    CLIP_SUFFIX,
+    SIDECAR_SUFFIX,
+    ClipSettings,
+    UnsafePathError,
+    clip_path,
+    temp_name,
+)
 from streams.errors import VigilError
 from streams.schemas import Alert, EventClip, SchemaError, decode_record
 from workers.inference import ProcessedFrame
@@ -333,7 +340,12 @@ class ClipRecorder:
                 self.stats.replayed += 1
                 log.debug("alert %s: clip handled already", alert.alert_id)
                 return None
-            video = self.clips_dir / f"{alert.alert_id}{CLIP_SUFFIX}"
+            try:  # the alert id names the file
+                video = clip_path(self.clips_dir, alert.alert_id)
+            except UnsafePathError as exc:
+                self.stats.failed += 1
+                log.error("alert %s: no clip: %s", alert.alert_id, exc)
+                return None
             if video.exists():  # written by an earlier run
                 self._remember(alert.alert_id)
                 return self._republish(alert, video)
@@ -436,7 +448,7 @@ class ClipRecorder:
         alert, s = job.alert, self.settings
         directory = s.clips_dir
         directory.mkdir(parents=True, exist_ok=True)
-        final = directory / f"{alert.alert_id}{CLIP_SUFFIX}"
+        final = clip_path(directory, alert.alert_id)
         token = secrets.token_hex(4)
         tmp = directory / temp_name(alert.alert_id, token, CLIP_SUFFIX)
         try:

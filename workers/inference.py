@@ -5,7 +5,11 @@ loop. Anything unusable becomes a dead letter carrying the original bytes and th
 a malformed envelope or header (bad_schema), a batch over the size limit (oversized), a
 driver the fleet does not know (unknown_driver), a JPEG that does not decode (corrupt_frame;
 the batch's good frames are still processed). Frames already processed for a driver (a replay
-after a rebalance) are skipped, so observations are not duplicated.
+after a rebalance) are skipped, so observations are not duplicated; so are frames that come
+out of order within one camera session. Skipped frames are counted (:class:`InferenceStats`)
+and logged, at most one line per driver every ``SKIP_LOG_EVERY_S``. A batch from a new camera
+session (the camera restarted, its seq from 0 again) starts the driver's sequence afresh:
+logged and counted as a restart, and processed.
 
 Each processed frame is also handed to ``on_frame`` (the event clips' ring buffer,
 :class:`workers.clips.ClipRecorder`) with its decoded image and face boxes.
@@ -36,14 +40,18 @@ from streams.schemas import (
     Observation,
     SchemaError,
     YawnRecord,
+    check_capture_times,
     decode_frame_batch,
 )
+from streams.settings import RecordSettings
 from streams.topics import FRAMES
 from workers.perception import DriverPerception, FrameResult
 from workers.signals import EyeEvent
 from workers.signals.yawns import YawnEvent
 
 log = logging.getLogger(__name__)
+
+SKIP_LOG_EVERY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class RawMessage:
     partition: int
     offset: int
     topic: str = FRAMES.name
+    timestamp: float | None = None  # the broker's, epoch seconds (None: unknown)
 
     @property
     def key_text(self) -> str | None:
@@ -94,10 +103,21 @@ class ProcessResult:
 
 
 @dataclass
+class InferenceStats:
+    """Counters of the processor (read by tests and logged on shutdown)."""
+
+    camera_restarts: int = 0  # a driver's batches came from a new camera session
+    skipped_frames: int = 0  # at or before the session's last processed seq: replayed, reordered
+
+
+@dataclass
 class _DriverState:
     perception: DriverPerception
     vehicle_id: str
+    session: str | None = None
     last_seq: int = -1
+    skipped: int = 0  # since the last log line about them
+    skip_logged_at: float = float("-inf")
 
 
 class InferenceProcessor:
@@ -112,12 +132,15 @@ class InferenceProcessor:
         max_batch_bytes: int = MAX_BATCH_BYTES,
         clock: Callable[[], float] = time.time,
         on_frame: FrameSink | None = None,
+        records: RecordSettings | None = None,
     ) -> None:
         self._make = make_perception
+        self.records = records or RecordSettings()
         self.known_drivers = known_drivers
         self.max_batch_bytes = max_batch_bytes
         self.clock = clock
         self.on_frame = on_frame
+        self.stats = InferenceStats()
         self._drivers: dict[str, _DriverState] = {}
         self._lock = threading.Lock()  # guards _drivers, not the states in it
 
@@ -148,7 +171,7 @@ class InferenceProcessor:
 
         def dead(reason: DeadLetterReason, error: str) -> ProcessResult:
             letter = msg.dead_letter(reason, error)
-            log.warning("dead letter %s: %s: %s", letter.where, reason.value, error)
+            log.warning("dead letter %s: %s: %s", letter.where, reason.value, letter.error)
             result.dead_letters.append((letter, msg.value))
             return result
 
@@ -165,12 +188,20 @@ class InferenceProcessor:
         if self.known_drivers is not None and header.driver_id not in self.known_drivers:
             return dead(DeadLetterReason.UNKNOWN_DRIVER,
                         f"driver {header.driver_id!r} is not registered")
+        try:  # before any state: a frame dated far ahead would poison the driver's clock
+            check_capture_times([f.captured_at for f in header.frames], msg.timestamp,
+                                self.records.max_ahead_s, self.records.max_behind_s)
+        except SchemaError as exc:
+            return dead(DeadLetterReason.BAD_SCHEMA, str(exc))
         state = self._state(header)
         result.driver_id, result.captured_until = header.driver_id, header.frames[-1].captured_at
+        self._follow_session(state, header)
         corrupt = []
+        skipped = 0
         for info, jpeg in zip(header.frames, images, strict=True):
             if info.seq <= state.last_seq:
-                continue  # replayed after a restart: already observed
+                skipped += 1  # replayed after a rebalance (already observed), or reordered
+                continue
             image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
             if image is None:
                 corrupt.append(info.seq)
@@ -198,7 +229,31 @@ class InferenceProcessor:
         if corrupt:
             dead(DeadLetterReason.CORRUPT_FRAME,
                  f"frames {corrupt} of driver {header.driver_id} do not decode")
+        if skipped:
+            self._skipped(state, header, skipped)
         return result
+
+    def _follow_session(self, state: _DriverState, header: FrameBatchHeader) -> None:
+        if header.session == state.session:
+            return
+        if state.last_seq >= 0 or state.session is not None:
+            with self._lock:
+                self.stats.camera_restarts += 1
+            log.warning("driver %s: camera restarted (session %s after %s, last frame %d); "
+                        "its frames from seq %d on are processed", header.driver_id,
+                        header.session, state.session, state.last_seq, header.frames[0].seq)
+        state.session, state.last_seq = header.session, -1
+
+    def _skipped(self, state: _DriverState, header: FrameBatchHeader, n: int) -> None:
+        with self._lock:
+            self.stats.skipped_frames += n
+        state.skipped += n
+        now = self.clock()
+        if now - state.skip_logged_at >= SKIP_LOG_EVERY_S:
+            log.warning("driver %s: %d frames skipped since the last report: seq not after "
+                        "one already processed in camera session %s (replayed or out of "
+                        "order)", header.driver_id, state.skipped, header.session)
+            state.skipped, state.skip_logged_at = 0, now
 
     def _state(self, header: FrameBatchHeader) -> _DriverState:
         state = self._drivers.get(header.driver_id)

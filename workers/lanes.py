@@ -10,6 +10,11 @@ without Kafka (the agent in :mod:`workers.agent` feeds it Faust events).
   room, which stops the agent taking more from the consumer.
 - A lane publishes each message's results as soon as its batch is done, in the driver's
   order, then marks it done in the :class:`AckLedger`, which says when it may be acked.
+- A failure never stops the dispatcher: results the producer refuses (or a batch that
+  raised) are replaced by a processing_error dead letter of the message, counted in
+  :attr:`LaneDispatcher.set_aside`; while not even that can be published (the broker is
+  unreachable) the lane retries with backoff, holding up only its own driver (and, through
+  ``max_in_flight``, the intake), never acking what was not published.
 """
 
 from __future__ import annotations
@@ -23,11 +28,14 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from streams.schemas import DeadLetterReason, clip_text
 from workers.inference import ProcessResult, RawMessage
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 30.0
 
 
 @dataclass(eq=False)
@@ -118,7 +126,7 @@ class LaneDispatcher(Generic[T]):
     """Routes messages to per-driver lanes and runs the lanes' batches in ``executor``.
 
     run_batch: one driver's messages, in order -> one result per message (runs in the
-    executor; must not raise for a bad message). publish: sends one message's results.
+    executor; should not raise for a bad message). publish: sends one message's results.
     ack: the ledger's tokens now releasable, in offset order per partition.
     """
 
@@ -142,18 +150,13 @@ class LaneDispatcher(Generic[T]):
         self.ledger: AckLedger[T] = AckLedger(hold_s, clock)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._lanes: dict[bytes | None, _Lane[T]] = {}
-        self._failure: BaseException | None = None
+        self.set_aside = 0  # messages whose results were replaced by a dead letter
 
     async def submit(self, msg: RawMessage, token: T) -> None:
         """Queues ``msg`` on its driver's lane, waiting while ``max_in_flight`` messages are.
 
-        token: what the ledger releases for acking. Raises a lane's failure (a failed send).
-        """
-        self._raise_failure()
+        token: what the ledger releases for acking."""
         await self._slots.acquire()
-        if self._failure is not None:
-            self._slots.release()
-            self._raise_failure()
         entry = self.ledger.add((msg.topic, msg.partition), token)
         lane = self._lanes.get(msg.key)
         if lane is None:
@@ -175,7 +178,6 @@ class LaneDispatcher(Generic[T]):
         while self._lanes:
             await asyncio.gather(*(lane.task for lane in list(self._lanes.values())
                                    if lane.task is not None), return_exceptions=True)
-        self._raise_failure()
 
     async def stop(self) -> None:
         """Abandons the lanes' work: nothing of it is acked, so it is replayed."""
@@ -190,25 +192,53 @@ class LaneDispatcher(Generic[T]):
             while lane.queue:
                 batch = [lane.queue.popleft() for _ in range(min(len(lane.queue),
                                                                  self.max_batch))]
-                results = await loop.run_in_executor(self._executor, self._run_batch,
-                                                     [msg for msg, _ in batch])
+                msgs = [msg for msg, _ in batch]
+                try:
+                    results = await loop.run_in_executor(self._executor, self._run_batch, msgs)
+                except Exception as exc:
+                    log.exception("lane %r: a batch of %d messages failed", key, len(msgs))
+                    results = [_set_aside(msg, "processing failed", exc) for msg in msgs]
+                    self.set_aside += len(msgs)
                 log.debug("lane %r: %d messages, %d frames observed in %.3f s", key,
                           len(batch), sum(len(r.observations) for r in results),
                           sum(r.seconds for r in results))
-                for (_, entry), result in zip(batch, results, strict=True):
-                    await self._publish(result)
+                for (msg, entry), result in zip(batch, results, strict=True):
+                    await self._deliver(msg, result)
                     if entry.live:
                         self.ledger.done(entry, result.driver_id, result.captured_until)
                     self._slots.release()
                 self.release()
-        except Exception as exc:
-            log.exception("lane %r failed", key)
-            self._failure = exc  # raised by the next submit(): the agent crashes, nothing acked
-            self._slots.release()  # wakes a submit() waiting for room
         finally:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
 
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise self._failure
+    async def _deliver(self, msg: RawMessage, result: ProcessResult) -> None:
+        """Publishes ``result``, or else a dead letter of ``msg``; retries while neither goes
+        out."""
+        backoff = RETRY_FIRST_S
+        while True:
+            try:
+                await self._publish(result)
+                return
+            except Exception as exc:
+                log.warning("%s[%d]@%d: results not published: %s", msg.topic, msg.partition,
+                            msg.offset, clip_text(f"{type(exc).__name__}: {exc}"))
+                failure = exc
+            try:
+                await self._publish(_set_aside(msg, "results not published", failure))
+            except Exception as exc:
+                log.warning("%s[%d]@%d: not even its dead letter was published (%s); "
+                            "retrying in %.1f s", msg.topic, msg.partition, msg.offset,
+                            clip_text(f"{type(exc).__name__}: {exc}"), backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_MAX_S)
+                continue
+            self.set_aside += 1
+            return
+
+
+def _set_aside(msg: RawMessage, what: str, exc: Exception) -> ProcessResult:
+    """A dead letter of ``msg`` in place of its results."""
+    letter = msg.dead_letter(DeadLetterReason.PROCESSING_ERROR,
+                             f"{what}: {type(exc).__name__}: {exc}")
+    return ProcessResult(dead_letters=[(letter, msg.value)])

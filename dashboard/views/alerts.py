@@ -1,7 +1,7 @@
 """Alerts feed: filter by state, reason, severity, driver and time; acknowledge, resolve and
 flag alerts true or false positive (flags feed retraining); watch the event clip behind an
-alert (faces blurred; loaded only when its panel is opened). Every action is written to the
-store under the operator's name (sidebar)."""
+alert (faces blurred; loaded only when its panel is opened). Actions need the operator role
+(checked again when they run) and are written to the store under the login's name."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import queries, ui
+from dashboard import auth, queries, ui
+from streams.clips import ClipSettings
 from streams.errors import VigilError
 from streams.schemas import AlertReason, AlertState, Severity
-from streams.store import AlertFlag
+from streams.store import AlertFlag, OperatorRole
 
 ANY = "any"
 STATES = [queries.UNRESOLVED, *(s.value for s in AlertState), ANY]
@@ -69,13 +70,16 @@ def render() -> None:
             st.caption(f"{len(feed)} alert(s), newest first")
             st.button("Refresh", icon=":material/refresh:", key="alerts_refresh")
         rows = ui.records(feed)
-        clips = queries.clips(store, [row["alert_id"] for row in rows])
+        clips = queries.clips(store, [row["alert_id"] for row in rows],
+                              ClipSettings().clips_dir)
         for row in rows:
             _alert(row, drivers, clips[row["alert_id"]])
 
 
 def _alert(a: dict[str, Any], drivers: dict[str, str], clip: queries.ClipView) -> None:
     aid = a["alert_id"]
+    who = auth.current()
+    viewer = who is None or not who.may(OperatorRole.OPERATOR)
     with st.container(border=True, key=f"alert-{aid}"):
         with st.container(horizontal=True, vertical_alignment="center"):
             ui.severity_badge(a["severity"])
@@ -98,6 +102,7 @@ def _alert(a: dict[str, Any], drivers: dict[str, str], clip: queries.ClipView) -
                 label_visibility="collapsed",
                 placeholder="Note (optional, saved with a flag)",
                 width=320,
+                disabled=viewer,
             )
             open_ = a["state"] == AlertState.OPEN.value
             done = a["state"] == AlertState.RESOLVED.value
@@ -111,7 +116,8 @@ def _alert(a: dict[str, Any], drivers: dict[str, str], clip: queries.ClipView) -
                     label,
                     key=f"{action}-{aid}",
                     icon=icon,
-                    disabled=disabled,
+                    disabled=disabled or viewer,
+                    help="operators only" if viewer else None,
                     on_click=_act,
                     args=(aid, action),
                 )
@@ -145,9 +151,9 @@ def _lifecycle(a: dict[str, Any]) -> str:
 
 def _act(alert_id: str, action: str) -> None:
     """Button callback (runs before the rerun, so the page shows the new state)."""
-    by = ui.operator()
     note = st.session_state.get(f"note-{alert_id}")
     try:
+        by = auth.require(OperatorRole.OPERATOR).name
         done = queries.apply_action(ui.get_store(), alert_id, action, by, note)
     except VigilError as exc:
         st.session_state[_FLASH] = ("error", f"Alert {alert_id[:8]}: {exc}")

@@ -1,5 +1,6 @@
 """System health: frames per second per driver and fleet-wide, dead letters, webhook
-deliveries, and Kafka consumer lag per group and topic."""
+deliveries, and Kafka consumer lag per group and topic. The details (dead-letter errors, failed
+deliveries and their endpoints, table sizes, the broker's address) are for admins."""
 
 from __future__ import annotations
 
@@ -7,22 +8,28 @@ import time
 
 import streamlit as st
 
-from dashboard import charts, queries, ui
-from streams.store import Store
+from dashboard import auth, charts, queries, ui
+from streams.redaction import redact
+from streams.store import OperatorRole, Store
 
 
 def render() -> None:
     st.title("System health")
     span = ui.time_range("Over the last", key="health_range", default="15 min") or 900.0
     since = time.time() - span
+    who = auth.current()
+    admin = who is not None and who.may(OperatorRole.ADMIN)
+    if not admin:
+        st.caption("Errors, failed deliveries and table sizes are shown to admins only.")
     with ui.guard():
         store = ui.get_store()
         _throughput(store, since)
-        _dead_letters(store, since)
-        _webhooks(store)
-        with st.expander("Rows per table"):
-            st.dataframe(store.row_counts())
-    _kafka()
+        _dead_letters(store, since, admin)
+        _webhooks(store, admin)
+        if admin:
+            with st.expander("Rows per table"):
+                st.dataframe(store.row_counts())
+    _kafka(admin)
 
 
 def _throughput(store: Store, since: float) -> None:
@@ -50,7 +57,7 @@ def _throughput(store: Store, since: float) -> None:
     right.altair_chart(charts.fps_chart(windows))
 
 
-def _dead_letters(store: Store, since: float) -> None:
+def _dead_letters(store: Store, since: float, admin: bool) -> None:
     st.subheader("Dead letters")
     counts = queries.dead_letter_counts(store, since=since)
     if counts.empty:
@@ -60,11 +67,13 @@ def _dead_letters(store: Store, since: float) -> None:
     left, right = st.columns([2, 3])
     left.altair_chart(charts.dead_letter_bars(counts))
     right.dataframe(counts, hide_index=True)
+    if not admin:  # the errors and keys quote what the records carried
+        return
     st.caption("Latest dead letters")
     st.dataframe(queries.dead_letters(store, since=since, limit=50), hide_index=True)
 
 
-def _webhooks(store: Store) -> None:
+def _webhooks(store: Store, admin: bool) -> None:
     st.subheader("Webhook deliveries")
     found = queries.deliveries(store)
     counts = found["counts"]
@@ -72,12 +81,16 @@ def _webhooks(store: Store) -> None:
         for status, n in counts.items():
             st.metric(ui.words(status), n, border=True)
     for status in ("pending", "failed"):
-        if not found[status].empty:
+        frame = found[status]
+        if admin and not frame.empty:
+            # Errors stored before redaction existed may quote an endpoint URL and its token.
+            frame["last_error"] = frame["last_error"].map(
+                lambda e: None if e is None else redact(str(e)))
             st.caption(f"{ui.words(status)} deliveries")
-            st.dataframe(found[status], hide_index=True)
+            st.dataframe(frame, hide_index=True)
 
 
-def _kafka() -> None:
+def _kafka(admin: bool) -> None:
     st.subheader("Kafka consumer lag")
     with ui.guard():
         bootstrap = ui.kafka_bootstrap()
@@ -93,7 +106,8 @@ def _kafka() -> None:
         except queries.LagUnavailableError as exc:
             st.warning(f"Consumer lag unavailable: {exc}", icon=":material/cloud_off:")
             return
-        st.caption(f"Broker {bootstrap} · messages not yet processed per consumer group")
+        where = f"Broker {bootstrap} · " if admin else ""
+        st.caption(f"{where}messages not yet processed per consumer group")
         with st.container(horizontal=True):
             for group, total in lag.groupby("group", sort=False)["lag"].sum().items():
                 st.metric(f"{group} lag", int(total), border=True)

@@ -4,6 +4,11 @@ Thin over :class:`DriverAggregator`: per driver, observe each observation, send 
 and save the aggregator's state in a Faust table (its changelog topic restores it after a
 restart); a 1 s timer closes windows and notices silent cameras. Processing is at-least-once:
 a replay after a crash re-emits the same alert ids and window keys, which the sinks dedupe.
+
+An observation is dead-lettered, never fed on, when it does not decode, its key is not its
+driver, or its capture times are out of the tolerance of its broker timestamp
+(:class:`streams.settings.RecordSettings`): one record dated years ahead would otherwise
+become the driver's newest time, be saved, and hide every real frame after it.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ from streams.aggregator.clock import CaptureClock
 from streams.aggregator.driver import DriverAggregator
 from streams.aggregator.drowsiness import MODEL_NAME, ServedDrowsinessModel
 from streams.app import bind_topic, create_app, set_aside
+from streams.errors import InputError
 from streams.schemas import (
     Alert,
+    DeadLetterReason,
     Observation,
     SchemaError,
     WindowMetrics,
+    check_capture_times,
     decode_record,
 )
-from streams.settings import AggregatorSettings
+from streams.settings import AggregatorSettings, RecordSettings, StreamSettings
 from streams.sinks import register_sinks
 from streams.store import Store, StoreError
 from streams.topics import (
@@ -46,9 +54,11 @@ TICK_S = 1.0
 def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings | None = None,
                          app_id: str = AGGREGATOR_GROUP,
                          settings: AggregatorSettings | None = None,
+                         records: RecordSettings | None = None,
                          ) -> tuple[faust.App, Callable[[], None]]:
     """The app (aggregator + store/webhook sinks) and a function to call after it stopped."""
     settings = settings or AggregatorSettings()
+    records = records or StreamSettings().records
     app = create_app(app_id, bootstrap)
     observations = bind_topic(app, OBSERVATIONS)
     alerts_topic = bind_topic(app, ALERTS)
@@ -60,12 +70,26 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
     drowsiness = ServedDrowsinessModel(store)
     clocks: dict[str, CaptureClock] = {}
 
-    def aggregator_for(obs: Observation) -> DriverAggregator:
+    def aggregator_for(obs: Observation, broker_time: float | None) -> DriverAggregator:
         agg = aggregators.get(obs.driver_id)
         if agg is None:
             saved = state_table.get(obs.driver_id)
-            agg = (DriverAggregator.from_state(saved, estimator=drowsiness) if saved
-                   else DriverAggregator(obs.driver_id, obs.vehicle_id, estimator=drowsiness))
+            agg = DriverAggregator(obs.driver_id, obs.vehicle_id, estimator=drowsiness)
+            restored = None
+            if saved:
+                try:
+                    restored = DriverAggregator.from_state(saved, estimator=drowsiness)
+                except InputError as exc:
+                    log.warning("driver %s: saved state unusable, starting afresh: %s",
+                                obs.driver_id, exc)
+            last = None if restored is None else restored.last_observation_at
+            if broker_time and last is not None and last > broker_time + records.max_ahead_s:
+                # Saved by a version that let a far-future record in: it would ignore every
+                # real frame until then.
+                log.warning("driver %s: saved state ends %.0f s in the future; starting afresh",
+                            obs.driver_id, last - broker_time)
+            elif restored is not None:
+                agg = restored
             aggregators[obs.driver_id] = agg
             clocks[obs.driver_id] = CaptureClock()
         return agg
@@ -83,12 +107,22 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
             message = event.message
             try:
                 obs = decode_record(Observation, message.value or b"")
-            except SchemaError as exc:
+                if message.key != obs.driver_id.encode():
+                    raise SchemaError("message key differs from the observation's driver")
+                check_capture_times(obs.capture_times, message.timestamp, records.max_ahead_s,
+                                    records.max_behind_s)
+                agg = aggregator_for(obs, message.timestamp)
+                alerts = agg.observe(obs)
+            except InputError as exc:  # SchemaError included
                 await set_aside(dead_letters, message, exc)
                 continue
-            agg = aggregator_for(obs)
+            except Exception as exc:  # a fault on one record must not stop every driver
+                log.exception("observation at %s[%d]@%d failed", message.topic,
+                              message.partition, message.offset)
+                await set_aside(dead_letters, message, exc, DeadLetterReason.PROCESSING_ERROR)
+                continue
             clocks[obs.driver_id].seen(obs.captured_at, time.monotonic())
-            await publish([], agg.observe(obs))
+            await publish([], alerts)
             # Saved after the sends: a crash in between replays the observation, which the
             # restored state (from before it) handles again, yielding the same alert ids.
             state_table[obs.driver_id] = agg.to_state()

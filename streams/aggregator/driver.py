@@ -80,6 +80,7 @@ from streams.aggregator.rules import EPS, Escalation, Latch, SensingTally, Track
 from streams.aggregator.windows import WindowAccumulator, dominant
 from streams.errors import InputError
 from streams.schemas import (
+    MAX_EPOCH_S,
     Alert,
     AlertReason,
     EyeEventRecord,
@@ -143,6 +144,7 @@ class DriverAggregator:
                 f"{self.driver_id!r}"
             )
         t = obs.captured_at
+        _check_time(t)
         prev = self._prev_t
         if prev is not None and t <= prev:
             self.duplicates += 1
@@ -199,6 +201,7 @@ class DriverAggregator:
 
     def tick(self, now: float) -> tuple[list[WindowMetrics], list[Alert]]:
         """Clock at ``now`` (capture-time seconds) -> windows due and time-driven alerts."""
+        _check_time(now)
         windows: list[WindowMetrics] = []
         alerts: list[Alert] = []
         for acc in self._close_windows(now):
@@ -753,6 +756,13 @@ class DriverAggregator:
             alert.alert_id,
         )
         return alert
+
+
+def _check_time(t: float) -> None:
+    """Window arithmetic needs finite epoch seconds where adding a window still moves on
+    (past ~5.8e17 s, start + 60 == start and windows never close)."""
+    if not 0 <= t <= MAX_EPOCH_S:  # NaN fails too
+        raise InputError(f"time {t!r} is not epoch seconds between 1970 and 2100")
 
 
 def _opt_float(value: Any) -> float | None:

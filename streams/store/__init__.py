@@ -9,18 +9,22 @@ store.upsert_alert(alert)
 from streams.store.errors import (
     AlertNotFoundError,
     DeliveryNotFoundError,
+    LoginRefusedError,
     ModelVersionNotFoundError,
+    StoreDataError,
     StoreError,
     StoreNotMigratedError,
     StoreUnavailableError,
 )
-from streams.store.models import AlertFlag, DeliveryStatus, ModelStatus
+from streams.store.models import AlertFlag, DeliveryStatus, ModelStatus, OperatorRole
 from streams.store.results import (
     Attempt,
     Delivery,
+    DueDelivery,
     FlagEntry,
     FleetEntry,
     ModelVersion,
+    Operator,
     StoredAlert,
     StoredClip,
 )
@@ -35,12 +39,17 @@ __all__ = [
     "Delivery",
     "DeliveryNotFoundError",
     "DeliveryStatus",
+    "DueDelivery",
     "FlagEntry",
     "FleetEntry",
+    "LoginRefusedError",
     "ModelStatus",
     "ModelVersion",
     "ModelVersionNotFoundError",
+    "Operator",
+    "OperatorRole",
     "Store",
+    "StoreDataError",
     "StoreError",
     "StoreNotMigratedError",
     "StoreUnavailableError",

@@ -7,6 +7,7 @@ Retry policy for callers:
   Nothing was committed by the failed call. Stream sinks should retry with backoff and must
   not commit their Kafka offsets until the write succeeds; every write is an idempotent
   upsert, so retrying (or replaying the topic) never duplicates rows.
+- :class:`StoreDataError`: the database refused this record's values; set it aside.
 - :class:`StoreNotMigratedError`: the schema is missing or outdated; run ``Store.migrate()``.
 - :class:`AlertNotFoundError`, :class:`DeliveryNotFoundError` and invalid arguments
   (:class:`streams.errors.InputError`): the request itself is wrong; retrying will not help.
@@ -29,6 +30,11 @@ class StoreUnavailableError(StoreError):
     retryable = True
 
 
+class StoreDataError(StoreError, InputError):
+    """The database refused the values of one record (a NUL character, a number out of a
+    column's range): retrying cannot help; a sink sets the record aside and goes on."""
+
+
 class StoreNotMigratedError(StoreError, ConfigurationError):
     """The database lacks the Vigil tables or has an older schema: run ``Store.migrate()``."""
 
@@ -42,12 +48,12 @@ class AlertNotFoundError(StoreError, InputError):
 
 
 class DeliveryNotFoundError(StoreError, InputError):
-    """A webhook operation names an (alert, endpoint) pair that was never claimed."""
+    """A webhook operation names an (alert, endpoint) pair that is not in the outbox."""
 
     def __init__(self, alert_id: str, endpoint: str) -> None:
         super().__init__(
             f"no webhook delivery of alert {alert_id!r} to {endpoint!r} "
-            "(claim_delivery must come first)"
+            "(enqueue_deliveries must come first)"
         )
         self.alert_id = alert_id
         self.endpoint = endpoint
@@ -58,3 +64,12 @@ class ModelVersionNotFoundError(StoreError, InputError):
 
     def __init__(self, name: str, version: str) -> None:
         super().__init__(f"no version {version!r} of model {name!r} in the registry")
+
+
+class LoginRefusedError(StoreError, InputError):
+    """A dashboard login was refused: unknown name, wrong password (one message for both),
+    or a login locked after too many failed attempts (``locked`` is True)."""
+
+    def __init__(self, message: str, *, locked: bool = False) -> None:
+        super().__init__(message)
+        self.locked = locked

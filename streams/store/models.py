@@ -83,6 +83,14 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
 
 
+class OperatorRole(StrEnum):
+    """What a dashboard login may do; each role may do everything of the ones before it."""
+
+    VIEWER = "viewer"  # read every page
+    OPERATOR = "operator"  # acknowledge, resolve and flag alerts
+    ADMIN = "admin"  # webhooks, models, users, and the health page's details
+
+
 def _in(column: str, values: type[StrEnum]) -> str:
     return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
@@ -195,13 +203,15 @@ class AlertFlagRow(Base):
 
 
 class WebhookDeliveryRow(Base):
-    """One alert to one endpoint. No FK to alerts: the dispatcher may see an alert on the
-    topic before the alert sink has written it."""
+    """One alert to one endpoint: the webhook outbox. No FK to alerts: the dispatcher may see
+    an alert on the topic before the alert sink has written it. A pending row is due at
+    ``next_attempt_at``; ``claimed_until`` is the lease of the dispatcher sending it."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         CheckConstraint(_in("status", DeliveryStatus), name="status"),
         Index("ix_webhook_deliveries_status", "status"),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
     )
 
     alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -212,6 +222,10 @@ class WebhookDeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Double)
     delivered_at: Mapped[float | None] = mapped_column(Double)
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)  # the exact body signed
+    next_attempt_at: Mapped[float | None] = mapped_column(Double)
+    retry_from: Mapped[float | None] = mapped_column(Double)  # the retry horizon starts here
+    claimed_until: Mapped[float | None] = mapped_column(Double)
 
 
 class WebhookAttemptRow(Base):
@@ -308,6 +322,23 @@ class EventClipRow(Base):
     created_at: Mapped[float] = mapped_column(Double)
     recorded_at: Mapped[float] = mapped_column(Double)
     purged_at: Mapped[float | None] = mapped_column(Double)
+
+
+class OperatorRow(Base):
+    """A local dashboard login (logins through OIDC are not stored). ``password_hash`` is
+    ``scrypt$N$r$p$salt$hash`` (streams.store.passwords); consecutive failed logins lock the
+    login until ``locked_until``."""
+
+    __tablename__ = "operators"
+    __table_args__ = (CheckConstraint(_in("role", OperatorRole), name="role"),)
+
+    name: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Double)
+    last_login_at: Mapped[float | None] = mapped_column(Double)
+    failed_logins: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    locked_until: Mapped[float | None] = mapped_column(Double)
 
 
 ALL_TABLES = tuple(Base.metadata.sorted_tables)

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from streams.schemas import Alert, AlertReason, AlertState, Severity, WindowMetrics
-from streams.store.models import AlertFlag, DeliveryStatus
+from streams.store.models import AlertFlag, DeliveryStatus, OperatorRole
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,18 @@ class Delivery:
     last_error: str | None
     created_at: float
     delivered_at: float | None
+    next_attempt_at: float | None = None  # when a pending one is due
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A pending delivery a dispatcher has leased, with the body to send."""
+
+    alert_id: str
+    endpoint: str
+    attempts: int  # made so far, across dispatchers and restarts
+    retry_from: float  # the retry horizon counts from here
+    payload: bytes
 
 
 @dataclass(frozen=True)
@@ -138,3 +150,15 @@ class ModelVersion:
     status: str  # streams.store.models.ModelStatus
     promoted_at: float | None
     note: str | None
+
+
+@dataclass(frozen=True)
+class Operator:
+    """A local dashboard login, without its password hash."""
+
+    name: str
+    role: OperatorRole
+    created_at: float
+    last_login_at: float | None
+    failed_logins: int  # consecutive, since the last successful login or lockout
+    locked_until: float | None

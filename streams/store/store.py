@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -50,7 +52,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
+    DataError,
     DBAPIError,
+    DisconnectionError,
     InterfaceError,
     NoSuchModuleError,
     OperationalError,
@@ -59,6 +63,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from streams.errors import ConfigurationError, InputError
+from streams.redaction import redact
 from streams.schemas import (
     Alert,
     AlertReason,
@@ -73,7 +78,9 @@ from streams.schemas import (
 from streams.store.errors import (
     AlertNotFoundError,
     DeliveryNotFoundError,
+    LoginRefusedError,
     ModelVersionNotFoundError,
+    StoreDataError,
     StoreError,
     StoreNotMigratedError,
     StoreUnavailableError,
@@ -89,17 +96,22 @@ from streams.store.models import (
     EventClipRow,
     ModelStatus,
     ModelVersionRow,
+    OperatorRole,
+    OperatorRow,
     VehicleRow,
     WebhookAttemptRow,
     WebhookDeliveryRow,
     WindowMetricsRow,
 )
+from streams.store.passwords import MIN_LENGTH, burn_time, hash_password, verify_password
 from streams.store.results import (
     Attempt,
     Delivery,
+    DueDelivery,
     FlagEntry,
     FleetEntry,
     ModelVersion,
+    Operator,
     StoredAlert,
     StoredClip,
 )
@@ -124,6 +136,10 @@ CLIP_FIELDS = tuple(EventClip.model_fields.keys() - {"schema_"})
 MODELS: Table = ModelVersionRow.__table__  # type: ignore[assignment]
 _MODEL_COLUMNS = tuple(c for c in MODELS.columns if c.name != "checkpoint")
 _PG_REGISTRY_LOCK = 0x56494D52  # "VIMR": serialises version numbering
+OPERATORS: Table = OperatorRow.__table__  # type: ignore[assignment]
+_PG_OPERATORS_LOCK = 0x56494F50  # "VIOP": two first starts create one first admin
+_OPERATOR_NAME = re.compile(r"[\w.@+-]{1,128}")
+WRONG_LOGIN = "wrong name or password"
 
 METRIC_FIELDS = tuple(c.name for c in METRICS.columns)
 _METRIC_KEY = ("driver_id", "window_start")
@@ -180,7 +196,7 @@ def _row_values(table: Table, record: Record, fields: Iterable[str]) -> dict[str
             value = value.value
         elif isinstance(value, float) and not math.isfinite(value):
             if not table.c[name].nullable:
-                raise InputError(f"{record.SCHEMA}: {name} is {value}, not a finite number")
+                raise StoreDataError(f"{record.SCHEMA}: {name} is {value}, not a finite number")
             value = None
         out[name] = value
     return out
@@ -190,6 +206,17 @@ def _required_text(what: str, value: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"{what} must be a non-empty string")
     return value
+
+
+# SQLSTATE classes of outages rather than bad requests: connection exception (08),
+# transaction rollback: serialization failure or deadlock (40), insufficient resources (53),
+# operator intervention: shutdown, cancel (57), system error (58).
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+
+
+def _transient_sqlstate(exc: DBAPIError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
 
 
 def _one_line(exc: BaseException) -> str:
@@ -213,7 +240,7 @@ class Store:
             raise ConfigurationError(
                 f"unsupported database {self.dialect!r}: the store runs on SQLite or PostgreSQL"
             )
-        self.where = parsed.render_as_string(hide_password=True)
+        self.where = redact(self.url)  # user info and query string may carry a password
         kwargs: dict[str, Any] = {}
         if self.dialect == "postgresql":
             # pre_ping replaces connections a server restart broke; connect_timeout keeps an
@@ -247,7 +274,7 @@ class Store:
 
     # --- plumbing -----------------------------------------------------------------------
 
-    def _translate(self, exc: DBAPIError | PoolTimeoutError) -> StoreError:
+    def _translate(self, exc: Exception) -> StoreError:
         message = _one_line(exc)
         sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
         if sqlstate in ("42P01", "42703") or (
@@ -266,12 +293,28 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 yield conn
-        except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
+        except (OperationalError, InterfaceError, PoolTimeoutError, DisconnectionError) as exc:
             raise self._translate(exc) from exc
-        except ProgrammingError as exc:
-            error = self._translate(exc)
-            if isinstance(error, StoreNotMigratedError):
-                raise error from exc
+        except DBAPIError as exc:
+            # A broken connection surfaces as whatever the driver raised when it noticed
+            # (InternalError, DatabaseError...): SQLAlchemy flags those as invalidated.
+            # Connection-class SQLSTATEs are outages too. Data errors are not, and propagate.
+            if exc.connection_invalidated or _transient_sqlstate(exc):
+                raise self._translate(exc) from exc
+            if isinstance(exc, DataError):
+                raise StoreDataError(
+                    f"database {self.where} refused the values: {_one_line(exc)}") from exc
+            if isinstance(exc, ProgrammingError):
+                error = self._translate(exc)
+                if isinstance(error, StoreNotMigratedError):
+                    raise error from exc
+            raise
+        except psycopg.Error as exc:  # raised past SQLAlchemy (e.g. while resetting a
+            # pooled connection): the driver's own outage classes
+            if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+                raise StoreUnavailableError(
+                    f"database unavailable: {self.where}: {_one_line(exc)} (retry later)"
+                ) from exc
             raise
 
     def _insert(self, table: Table) -> Any:
@@ -299,6 +342,22 @@ class Store:
         """The schema revision the database is at (None: never migrated)."""
         with self._begin() as conn:
             return MigrationContext.configure(conn).get_current_revision()
+
+    def check_migrated(self) -> str:
+        """The revision, when the schema is the newest; else StoreNotMigratedError. Creates
+        and writes nothing (opening a SQLite file that is not there would create it): what
+        commands that only read call instead of :meth:`migrate`."""
+        file = make_url(self.url).database if self.dialect == "sqlite" else None
+        if file and file != ":memory:" and not file.startswith("file:") \
+                and not Path(file).is_file():
+            raise StoreNotMigratedError(f"database {self.where} does not exist; "
+                                        "`vigil db migrate` creates it")
+        revision, head = self.current_revision(), head_revision()
+        if revision is None or revision != head:
+            raise StoreNotMigratedError(
+                f"database {self.where} is at schema revision {revision or 'none'}, not "
+                f"{head}; run `vigil db migrate`")
+        return revision
 
     def row_counts(self) -> dict[str, int]:
         """Rows per table (for status pages and tests)."""
@@ -713,6 +772,87 @@ class Store:
         log.info("%s: now serving %s", name,
                  "the shipped weights" if number is None else _version_label(number))
 
+    # --- dashboard logins ---------------------------------------------------------------
+
+    def set_operator(self, name: str, role: OperatorRole | str, password: str,
+                     *, at: float | None = None) -> bool:
+        """Creates the login ``name`` or gives it a new role and password (which also lifts
+        a lockout) -> True when it was created."""
+        values = _operator_values(name, role, password)
+        with self._begin() as conn:
+            found = conn.execute(select(OPERATORS.c.name).where(OPERATORS.c.name == name)).first()
+            if found is None:
+                conn.execute(OPERATORS.insert().values(created_at=_now(at), **values))
+            else:
+                conn.execute(update(OPERATORS).where(OPERATORS.c.name == name).values(**values))
+        log.info("dashboard login %r %s (role %s)", name,
+                 "created" if found is None else "updated", values["role"])
+        return found is None
+
+    def create_first_admin(self, name: str, password: str, *, at: float | None = None) -> bool:
+        """Creates ``name`` as an admin when there is no login at all -> whether it did."""
+        values = _operator_values(name, OperatorRole.ADMIN, password)
+        with self._begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_OPERATORS_LOCK})
+            if conn.execute(select(func.count()).select_from(OPERATORS)).scalar_one():
+                return False
+            conn.execute(OPERATORS.insert().values(created_at=_now(at), **values))
+        return True
+
+    def operators(self) -> list[Operator]:
+        """Every local login, by name."""
+        with self._begin() as conn:
+            rows = conn.execute(select(OPERATORS).order_by(OPERATORS.c.name)).all()
+        return [_operator(r) for r in rows]
+
+    def operator(self, name: str) -> Operator | None:
+        with self._begin() as conn:
+            r = conn.execute(select(OPERATORS).where(OPERATORS.c.name == name)).first()
+        return None if r is None else _operator(r)
+
+    def remove_operator(self, name: str) -> bool:
+        """Deletes the login -> whether there was one."""
+        with self._begin() as conn:
+            gone = conn.execute(OPERATORS.delete().where(OPERATORS.c.name == name)).rowcount
+        if gone:
+            log.info("dashboard login %r removed", name)
+        return bool(gone)
+
+    def authenticate(self, name: str, password: str, *, max_failures: int = 5,
+                     lockout_s: float = 300.0, at: float | None = None) -> Operator:
+        """The login ``name`` if ``password`` is its password; else LoginRefusedError. After
+        ``max_failures`` wrong passwords in a row the login is locked for ``lockout_s``
+        (even the right password is refused then)."""
+        now = _now(at)
+        q = select(OPERATORS).where(OPERATORS.c.name == name)
+        refused: LoginRefusedError | None = None
+        with self._begin() as conn:
+            r = conn.execute(q.with_for_update() if conn.dialect.name == "postgresql" else q
+                             ).first()
+            if r is None:
+                burn_time(password)
+                refused = LoginRefusedError(WRONG_LOGIN)
+            elif r.locked_until is not None and r.locked_until > now:
+                refused = LoginRefusedError(_locked(name, r.locked_until - now), locked=True)
+            elif not verify_password(password, r.password_hash):
+                failures = r.failed_logins + 1
+                lock = failures >= max_failures
+                conn.execute(update(OPERATORS).where(OPERATORS.c.name == name).values(
+                    failed_logins=0 if lock else failures,
+                    locked_until=now + lockout_s if lock else None))
+                refused = (LoginRefusedError(f"{WRONG_LOGIN}; {_locked(name, lockout_s)}",
+                                             locked=True)
+                           if lock else LoginRefusedError(WRONG_LOGIN))
+            else:
+                conn.execute(update(OPERATORS).where(OPERATORS.c.name == name).values(
+                    failed_logins=0, locked_until=None, last_login_at=now))
+        if refused is not None:  # raised after the commit: the failure count must stick
+            raise refused
+        found = self.operator(name)
+        assert found is not None
+        return found
+
     # --- fleet overview -----------------------------------------------------------------
 
     def fleet_overview(self) -> list[FleetEntry]:
@@ -828,40 +968,97 @@ class Store:
 
     # --- webhook deliveries -------------------------------------------------------------
 
-    def claim_delivery(self, alert_id: str, endpoint: str, *, at: float | None = None) -> bool:
-        """May the dispatcher send ``alert_id`` to ``endpoint``? Creates the pending
-        delivery the first time. False once it was delivered (so a replay or a restart never
-        sends it again); True while pending, and for a failed delivery, which becomes
-        pending again (a replay gives it another chance).
-
-        The store does not arbitrate between two dispatchers claiming the same pair at the
-        same moment: alerts are keyed by driver, so one dispatcher owns each alert. A crash
-        between a 2xx response and :meth:`mark_delivered` re-sends once; receivers should
-        de-duplicate by alert id.
-        """
+    def enqueue_deliveries(self, alert_id: str, endpoints: Sequence[str], payload: bytes,
+                           *, at: float | None = None) -> int:
+        """Puts the delivery of ``payload`` (the exact body to sign and send) for ``alert_id``
+        to each endpoint in the outbox, due at once -> the number of rows added. A pair that
+        is there already (a replayed alert) keeps its state: a delivered one is never sent
+        again, a failed one waits for :meth:`redeliver`."""
         _required_text("alert_id", alert_id)
-        _required_text("endpoint", endpoint)
-        key = and_(DELIVERIES.c.alert_id == alert_id, DELIVERIES.c.endpoint == endpoint)
-        stmt = (
-            self._insert(DELIVERIES)
-            .values(
-                alert_id=alert_id,
-                endpoint=endpoint,
-                status=DeliveryStatus.PENDING.value,
-                attempts=0,
-                created_at=_now(at),
-            )
-            .on_conflict_do_nothing(index_elements=["alert_id", "endpoint"])
-        )
+        now, added = _now(at), 0
         with self._begin() as conn:
-            conn.execute(stmt)
-            conn.execute(
+            for endpoint in endpoints:
+                stmt = (
+                    self._insert(DELIVERIES)
+                    .values(
+                        alert_id=alert_id,
+                        endpoint=_required_text("endpoint", endpoint),
+                        status=DeliveryStatus.PENDING.value,
+                        attempts=0,
+                        created_at=now,
+                        payload=payload,
+                        next_attempt_at=now,
+                        retry_from=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["alert_id", "endpoint"])
+                    .returning(DELIVERIES.c.endpoint)  # psycopg's rowcount is -1 here
+                )
+                added += len(conn.execute(stmt).all())
+        return added
+
+    def claim_due(self, endpoint: str, limit: int, *, lease_s: float,
+                  at: float | None = None) -> list[DueDelivery]:
+        """Leases up to ``limit`` pending deliveries to ``endpoint`` that are due, for
+        ``lease_s`` seconds, oldest due first. Safe with several dispatchers on one database:
+        PostgreSQL skips rows another transaction holds (``FOR UPDATE SKIP LOCKED``), and the
+        lease is taken by a conditional UPDATE, so on SQLite (no row locks) a row leased in
+        between is not taken twice. A dispatcher that dies leaves its lease to run out."""
+        now = _now(at)
+        c = DELIVERIES.c
+        due = and_(
+            c.endpoint == endpoint,
+            c.status == DeliveryStatus.PENDING.value,
+            c.next_attempt_at <= now,
+            c.payload.is_not(None),
+            or_(c.claimed_until.is_(None), c.claimed_until < now),
+        )
+        pick = select(c.alert_id).where(due).order_by(c.next_attempt_at).limit(limit)
+        if self.dialect == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        with self._begin() as conn:
+            ids = list(conn.execute(pick).scalars())
+            if not ids:
+                return []
+            rows = conn.execute(
                 update(DELIVERIES)
-                .where(key, DELIVERIES.c.status == DeliveryStatus.FAILED.value)
-                .values(status=DeliveryStatus.PENDING.value)
-            )
-            status = conn.execute(select(DELIVERIES.c.status).where(key)).scalar_one()
-        return bool(status != DeliveryStatus.DELIVERED.value)
+                .where(due, c.alert_id.in_(ids))
+                .values(claimed_until=now + lease_s)
+                .returning(c.alert_id, c.endpoint, c.attempts, c.retry_from, c.created_at,
+                           c.payload)
+            ).all()
+        return [
+            DueDelivery(r.alert_id, r.endpoint, r.attempts,
+                        r.created_at if r.retry_from is None else r.retry_from, r.payload)
+            for r in rows
+        ]
+
+    def reschedule(self, alert_id: str, endpoint: str, next_attempt_at: float) -> None:
+        """A pending delivery is due again at ``next_attempt_at``; its lease ends."""
+        self._set_status(alert_id, endpoint, next_attempt_at=next_attempt_at,
+                         claimed_until=None)
+
+    def release(self, alert_id: str, endpoint: str) -> None:
+        """Ends the lease on a pending delivery (a dispatcher stopping before its outcome),
+        so the next dispatcher takes it up at once."""
+        self._set_status(alert_id, endpoint, claimed_until=None)
+
+    def redeliver(self, alert_id: str | None = None, endpoint: str | None = None,
+                  *, at: float | None = None) -> int:
+        """Failed deliveries (of ``alert_id``, to ``endpoint``; None: all) become pending and
+        due now, with a fresh retry schedule -> how many. Delivered ones are left alone."""
+        c = DELIVERIES.c
+        stmt = update(DELIVERIES).where(c.status == DeliveryStatus.FAILED.value,
+                                        c.payload.is_not(None))
+        if alert_id is not None:
+            stmt = stmt.where(c.alert_id == alert_id)
+        if endpoint is not None:
+            stmt = stmt.where(c.endpoint == endpoint)
+        now = _now(at)
+        with self._begin() as conn:
+            res = conn.execute(stmt.values(status=DeliveryStatus.PENDING.value,
+                                           next_attempt_at=now, retry_from=now,
+                                           claimed_until=None))
+        return int(res.rowcount)
 
     def record_attempt(
         self,
@@ -875,9 +1072,9 @@ class Store:
         at: float | None = None,
     ) -> None:
         """Appends one HTTP attempt and updates the delivery's attempt count (all attempts
-        ever made, across dispatcher runs) and last status/error. ``attempt_no`` is the
-        dispatcher's number within its run. The delivery must have been claimed (else
-        DeliveryNotFoundError)."""
+        ever made, across dispatcher runs) and last status/error (redacted: it may quote the
+        URL). The delivery must be in the outbox (else DeliveryNotFoundError)."""
+        error = None if error is None else redact(error)
         key = and_(DELIVERIES.c.alert_id == alert_id, DELIVERIES.c.endpoint == endpoint)
         with self._begin() as conn:
             res = conn.execute(
@@ -906,12 +1103,14 @@ class Store:
     def mark_delivered(self, alert_id: str, endpoint: str, *, at: float | None = None) -> None:
         """The endpoint accepted the alert; it is never sent there again."""
         self._set_status(
-            alert_id, endpoint, status=DeliveryStatus.DELIVERED.value, delivered_at=_now(at)
+            alert_id, endpoint, status=DeliveryStatus.DELIVERED.value, delivered_at=_now(at),
+            next_attempt_at=None, claimed_until=None,
         )
 
     def mark_failed(self, alert_id: str, endpoint: str, error: str) -> None:
         """The dispatcher gave up on this delivery (a delivered one stays delivered)."""
-        self._set_status(alert_id, endpoint, status=DeliveryStatus.FAILED.value, last_error=error)
+        self._set_status(alert_id, endpoint, status=DeliveryStatus.FAILED.value,
+                         last_error=redact(error), next_attempt_at=None, claimed_until=None)
 
     def _set_status(self, alert_id: str, endpoint: str, **values: Any) -> None:
         key = and_(DELIVERIES.c.alert_id == alert_id, DELIVERIES.c.endpoint == endpoint)
@@ -1097,6 +1296,26 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 E = TypeVar("E", bound=Enum)
 
 
+def _operator_values(name: str, role: OperatorRole | str, password: str) -> dict[str, Any]:
+    if not isinstance(name, str) or not _OPERATOR_NAME.fullmatch(name):
+        raise InputError(f"a login name is 1 to 128 letters, digits or . _ @ + - (got {name!r})")
+    if len(password) < MIN_LENGTH:
+        raise InputError(f"a password needs at least {MIN_LENGTH} characters")
+    return {"name": name, "role": _enum_value(OperatorRole, role, "role"),
+            "password_hash": hash_password(password), "failed_logins": 0, "locked_until": None}
+
+
+def _locked(name: str, seconds: float) -> str:
+    return (f"login {name!r} is locked after too many failed attempts; try again in "
+            f"{math.ceil(seconds / 60)} min")
+
+
+def _operator(r: Row[Any]) -> Operator:
+    return Operator(name=r.name, role=OperatorRole(r.role), created_at=r.created_at,
+                    last_login_at=r.last_login_at, failed_logins=r.failed_logins,
+                    locked_until=r.locked_until)
+
+
 def _enum_value(enum: type[E], value: Any, what: str) -> Any:
     try:
         return enum(value).value
@@ -1171,4 +1390,5 @@ def _delivery(r: Row[Any]) -> Delivery:
         last_error=r.last_error,
         created_at=r.created_at,
         delivered_at=r.delivered_at,
+        next_attempt_at=r.next_attempt_at,
     )

@@ -1,28 +1,35 @@
-"""Delivers alerts to webhook endpoints: signed, retried, every attempt recorded.
+"""Delivers alerts to webhook endpoints through a durable outbox: signed, retried for days,
+every attempt recorded.
 
-For each alert and endpoint the dispatcher first *claims* the pair in the delivery log; the
-log refuses pairs already delivered, so an alert reaches an endpoint at most once even when
-the alert stream is replayed after a restart (and a pair already in flight in this process
-is not sent twice). It then POSTs
-the alert JSON with Standard Webhooks headers (``webhook-id`` = the alert id, stable across
-retries and reprocessing, so receivers can deduplicate too), retrying 5xx, 408, 425, 429,
-timeouts and connection errors with full-jitter exponential backoff until the policy's
-horizon; any other non-2xx answer is a permanent failure. Endpoints are served concurrently.
+Each alert's delivery to each endpoint is a row in the delivery log (the store's
+``webhook_deliveries`` table) before the alert is acknowledged on its topic. A loop in every
+dispatcher process leases the rows that are due (several processes share the work safely),
+POSTs the alert JSON with Standard Webhooks headers (``webhook-id`` = the alert id, the same on
+every retry, so receivers can deduplicate), and records the outcome: delivered, failed for
+good (4xx other than 408/425/429, redirects, or the retry horizon passed), or due again after
+a full-jitter exponential backoff. Pending deliveries live in the database, so a restart or a
+crash of any process loses none; a delivered one is never sent again. Each endpoint has a
+circuit breaker: after a run of failures it is left alone for a cool-down, then one delivery
+probes it.
 
 The delivery log is synchronous (a database); its calls run in a worker thread.
-Secrets and endpoint URLs (which often embed tokens) are never logged; endpoints are named.
+Endpoint URLs (which often embed tokens) and secrets are never logged; endpoints are named, and
+error texts pass through :func:`streams.redaction.redact` before they are logged or stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
@@ -39,7 +46,10 @@ from pydantic import (
 )
 
 from streams.errors import ConfigurationError
+from streams.redaction import redact
 from streams.schemas import Alert
+from streams.store.errors import StoreUnavailableError
+from streams.store.results import Delivery, DueDelivery
 from streams.webhooks.errors import WebhookDeliveryError, WebhookError, WebhookSecretError
 from streams.webhooks.signing import secret_key, sign_headers, valid_msg_id
 
@@ -59,14 +69,14 @@ class WebhookEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     name: str = Field(min_length=1, max_length=128)
-    url: str = Field(repr=False, description="http(s) URL; may embed a token, never logged")
+    url: SecretStr = Field(description="http(s) URL; may embed a token, never logged")
     secrets: list[SecretStr] = Field(min_length=1)
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, url: str) -> str:
+    def _http_url(cls, url: SecretStr) -> SecretStr:
         try:
-            _HTTP_URL.validate_python(url)
+            _HTTP_URL.validate_python(url.get_secret_value())
         except ValidationError:
             raise ValueError("not an http(s) URL") from None
         return url
@@ -85,15 +95,30 @@ class WebhookEndpoint(BaseModel):
 class RetryPolicy(BaseModel):
     """Full-jitter exponential backoff: the wait after attempt n is uniform in
     [0, min(max_delay_s, initial_delay_s * factor**(n-1))]; no attempt starts after
-    ``horizon_s`` from the first one. ``request_timeout_s`` bounds each attempt."""
+    ``horizon_s`` from the first one (72 hours by default, as Standard Webhooks and Svix
+    retry for days). ``request_timeout_s`` bounds each attempt.
+
+    The circuit breaker: after ``breaker_failures`` failed attempts in a row an endpoint is
+    left alone for ``breaker_cooldown_s``, then one delivery probes it (half-open). The outbox
+    is read every ``poll_s`` (sooner when this process knows a retry is due); each endpoint
+    has at most ``max_in_flight`` requests at once."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    initial_delay_s: float = Field(default=1.0, gt=0)
+    initial_delay_s: float = Field(default=5.0, gt=0)
     factor: float = Field(default=2.0, ge=1)
-    max_delay_s: float = Field(default=300.0, gt=0)
-    horizon_s: float = Field(default=3600.0, ge=0)
+    max_delay_s: float = Field(default=3600.0, gt=0)
+    horizon_s: float = Field(default=72 * 3600.0, ge=0)
     request_timeout_s: float = Field(default=15.0, gt=0)
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cooldown_s: float = Field(default=60.0, gt=0)
+    poll_s: float = Field(default=5.0, gt=0)
+    max_in_flight: int = Field(default=10, ge=1)
+
+    @property
+    def lease_s(self) -> float:
+        """How long a leased delivery is left to its dispatcher: well past one attempt."""
+        return 2 * self.request_timeout_s + 30.0
 
     def backoff_cap_s(self, attempt_no: int) -> float:
         """Upper bound of the wait after attempt ``attempt_no`` (1-based)."""
@@ -112,22 +137,18 @@ class RetryPolicy(BaseModel):
 class DeliveryOutcome(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
-    SKIPPED = "skipped"  # delivered before (the log refused the claim), or in flight
+    SKIPPED = "skipped"  # final before (delivered, or failed: see ``vigil webhooks redeliver``)
 
 
 @runtime_checkable
 class DeliveryLog(Protocol):
-    """Where delivery state lives (``streams.store`` implements it). Synchronous; called
-    from a worker thread; arguments are passed positionally.
+    """The outbox (``streams.store.Store`` implements it). Synchronous; called from a worker
+    thread. See the store's methods of the same names."""
 
-    ``claim_delivery`` returns False once the (alert, endpoint) pair was delivered: that is
-    what keeps a replayed alert from reaching an endpoint twice across restarts. It may
-    return True again for a pair that is pending or failed (a replay retries it; deliveries
-    interrupted by a shutdown are marked failed). The only window for a second copy is a
-    crash between a 2xx answer and ``mark_delivered``; receivers dedupe on ``webhook-id``.
-    """
+    def enqueue_deliveries(self, alert_id: str, endpoints: Sequence[str], payload: bytes,
+                           /) -> int: ...
 
-    def claim_delivery(self, alert_id: str, endpoint: str, /) -> bool: ...
+    def claim_due(self, endpoint: str, limit: int, /, *, lease_s: float) -> list[DueDelivery]: ...
 
     def record_attempt(
         self,
@@ -140,15 +161,21 @@ class DeliveryLog(Protocol):
         /,
     ) -> None: ...
 
+    def reschedule(self, alert_id: str, endpoint: str, next_attempt_at: float, /) -> None: ...
+
+    def release(self, alert_id: str, endpoint: str, /) -> None: ...
+
     def mark_delivered(self, alert_id: str, endpoint: str, /) -> None: ...
 
     def mark_failed(self, alert_id: str, endpoint: str, error: str, /) -> None: ...
+
+    def delivery(self, alert_id: str, endpoint: str, /) -> Delivery | None: ...
 
 
 @dataclass(frozen=True)
 class _Attempt:
     status: int | None
-    error: str | None
+    error: str | None  # redacted
     duration_ms: int
     retryable: bool
     retry_after_s: float | None = None
@@ -172,12 +199,49 @@ def _retry_after(value: str | None, now: float) -> float | None:
     return max(when.timestamp() - now, 0.0)
 
 
-class WebhookDispatcher:
-    """Delivers alerts to ``endpoints``, recording everything in ``log``.
+@dataclass
+class _Circuit:
+    """One endpoint's breaker: closed below ``threshold`` failures in a row; then open until
+    ``open_until`` (monotonic); then half-open, letting one probe through."""
 
-    Use as an async context manager (or call :meth:`aclose`). Without a ``session`` the
-    dispatcher opens its own aiohttp session on first use and closes it in ``aclose``.
-    ``rng`` feeds the backoff jitter; ``clock`` gives the ``webhook-timestamp``.
+    threshold: int
+    cooldown_s: float
+    failures: int = 0
+    open_until: float = 0.0
+    probing: bool = False
+
+    def allowance(self, now: float, room: int) -> int:
+        if self.failures < self.threshold:
+            return room
+        if now < self.open_until or self.probing:
+            return 0
+        return min(room, 1)
+
+    def record(self, ok: bool, now: float) -> bool:
+        """Counts an outcome -> True when this one opened a closed circuit (a failed probe
+        opens it again quietly)."""
+        self.probing = False
+        if ok:
+            self.failures = 0
+            return False
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.open_until = now + self.cooldown_s
+        return self.failures == self.threshold
+
+
+Key = tuple[str, str]  # (alert id, endpoint name)
+
+
+class WebhookDispatcher:
+    """Delivers the outbox rows of ``endpoints`` from ``log``.
+
+    :meth:`enqueue` writes an alert's deliveries; :meth:`run` (or :meth:`start`) runs the
+    loop that sends what is due until :meth:`aclose`. :meth:`deliver` does both and waits for
+    the alert's outcomes (tests, one-off sends). Use as an async context manager (or call
+    :meth:`aclose`). Without a ``session`` the dispatcher opens its own aiohttp session on
+    first use and closes it in ``aclose``. ``rng`` feeds the backoff jitter; ``clock`` gives
+    the ``webhook-timestamp`` and the schedule.
     """
 
     def __init__(
@@ -201,8 +265,16 @@ class WebhookDispatcher:
         self._own_session = session is None
         self._rng = rng
         self._clock = clock
-        self._tasks: set[asyncio.Task[dict[str, DeliveryOutcome]]] = set()
-        self._in_flight: set[tuple[str, str]] = set()
+        self._circuits = {
+            n: _Circuit(self.policy.breaker_failures, self.policy.breaker_cooldown_s)
+            for n in names
+        }
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._sending: dict[Key, asyncio.Task[None]] = {}
+        self._waiters: dict[Key, asyncio.Future[DeliveryOutcome]] = {}
+        self._next_due = math.inf  # the earliest retry this process scheduled
+        self._closed = False
 
     async def __aenter__(self) -> WebhookDispatcher:
         return self
@@ -221,153 +293,237 @@ class WebhookDispatcher:
             self._own_session = True
         return self._session
 
-    async def deliver(self, alert: Alert) -> dict[str, DeliveryOutcome]:
-        """Delivers ``alert`` to every endpoint concurrently; returns each endpoint's outcome.
+    # --- the outbox ---------------------------------------------------------------------
 
-        Returns only when every endpoint is delivered, skipped or failed (which may take up
-        to the retry horizon); use :meth:`submit` to keep a stream moving meanwhile. HTTP
-        failures are outcomes, not exceptions; a failing delivery log raises
-        :class:`WebhookDeliveryError` after the other endpoints have finished.
-        """
+    def enqueue(self, alert: Alert) -> int:
+        """Writes ``alert``'s delivery to every endpoint into the outbox -> rows added (a
+        replayed alert adds none). Synchronous (a database write): run it in a thread, then
+        :meth:`wake` the loop. Raises WebhookError for an alert id that cannot be a
+        webhook-id, and the log's errors (a database outage) as they are."""
         if not valid_msg_id(alert.alert_id):
             raise WebhookError(f"alert id {alert.alert_id!r} cannot be a webhook-id "
                                "(empty, or contains '.' or whitespace)")
-        body = alert.to_bytes()
-        results = await asyncio.gather(
-            *(self._deliver_one(alert.alert_id, body, ep) for ep in self.endpoints),
-            return_exceptions=True,
+        if not self.endpoints:
+            return 0
+        return self.log.enqueue_deliveries(
+            alert.alert_id, [e.name for e in self.endpoints], alert.to_bytes()
         )
-        outcomes: dict[str, DeliveryOutcome] = {}
-        errors: list[tuple[str, Exception]] = []
-        for ep, result in zip(self.endpoints, results, strict=True):
-            if isinstance(result, DeliveryOutcome):
-                outcomes[ep.name] = result
-            elif isinstance(result, Exception):
-                errors.append((ep.name, result))
+
+    def wake(self) -> None:
+        """Tells the loop that something may be due now (call on the loop's thread)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Starts the delivery loop on the running event loop (once; a no-op without
+        endpoints)."""
+        if self._closed:
+            raise WebhookError("the dispatcher is closed")
+        if self.endpoints and self._loop_task is None:
+            self._loop_task = asyncio.get_running_loop().create_task(
+                self._loop(), name="webhook-dispatcher")
+
+    async def run(self) -> None:
+        """Delivers until cancelled, then closes (what is still pending stays in the outbox
+        for the next start)."""
+        self.start()
+        try:
+            if self._loop_task is not None:
+                await self._loop_task
             else:
-                raise result  # CancelledError and friends are not ours to absorb
-        if errors:
-            for name, exc in errors:
-                log.error(
-                    "webhook alert %s -> %s: delivery bookkeeping failed",
-                    alert.alert_id, name, exc_info=exc,
-                )
-            detail = "; ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in errors)
-            raise WebhookDeliveryError(
-                f"alert {alert.alert_id}: delivery failed for {detail}"
-            ) from errors[0][1]
-        return outcomes
+                await asyncio.Event().wait()  # no endpoints: nothing to do but wait
+        finally:
+            await asyncio.shield(self.aclose())
 
-    def submit(self, alert: Alert) -> asyncio.Task[dict[str, DeliveryOutcome]]:
-        """Starts :meth:`deliver` in the background (a stream agent must not wait out retry
-        horizons); failures are logged. :meth:`aclose` waits for or cancels what is left."""
-        task = asyncio.get_running_loop().create_task(
-            self.deliver(alert), name=f"webhook-{alert.alert_id}"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-        return task
-
-    def _finished(self, task: asyncio.Task[dict[str, DeliveryOutcome]]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("webhook delivery task %s failed", task.get_name(),
-                      exc_info=task.exception())
+    async def deliver(self, alert: Alert) -> dict[str, DeliveryOutcome]:
+        """Enqueues ``alert`` and waits until each endpoint's delivery is final (which may
+        take up to the retry horizon) -> each endpoint's outcome; SKIPPED where it was final
+        before. A failing delivery log raises :class:`WebhookDeliveryError`."""
+        try:
+            await asyncio.to_thread(self.enqueue, alert)
+        except WebhookError:
+            raise
+        except Exception as exc:
+            raise WebhookDeliveryError(f"alert {alert.alert_id}: could not enqueue: "
+                                       f"{redact(str(exc))}") from exc
+        loop = asyncio.get_running_loop()
+        waits: dict[str, asyncio.Future[DeliveryOutcome]] = {}
+        outcomes: dict[str, DeliveryOutcome] = {}
+        for ep in self.endpoints:
+            key = (alert.alert_id, ep.name)
+            fut = self._waiters.get(key)
+            if fut is None:
+                row = await asyncio.to_thread(self.log.delivery, *key)
+                if row is not None and row.status != "pending":
+                    outcomes[ep.name] = DeliveryOutcome.SKIPPED
+                    continue
+                fut = self._waiters.setdefault(key, loop.create_future())
+            waits[ep.name] = fut
+        if waits:
+            self.start()
+            self.wake()
+            done = await asyncio.gather(*(asyncio.shield(f) for f in waits.values()),
+                                        return_exceptions=True)
+            errors = [r for r in done if isinstance(r, BaseException)]
+            if errors:  # raised once every endpoint has its outcome
+                raise errors[0]
+            outcomes.update(zip(waits, done, strict=True))  # type: ignore[arg-type]
+        return {ep.name: outcomes[ep.name] for ep in self.endpoints}
 
     @property
     def pending(self) -> int:
-        """Background deliveries still running."""
-        return len(self._tasks)
+        """Deliveries this process is sending right now."""
+        return len(self._sending)
 
     async def aclose(self, grace_s: float = 0.0) -> None:
-        """Waits up to ``grace_s`` for background deliveries, cancels the rest (they are
-        marked failed as interrupted), and closes the session the dispatcher opened."""
-        if self._tasks:
-            _, still = await asyncio.wait(set(self._tasks), timeout=max(grace_s, 0.0))
+        """Stops the loop, waits up to ``grace_s`` for the requests in flight, cancels the
+        rest (their deliveries stay pending, released for the next dispatcher), and closes
+        the session the dispatcher opened."""
+        self._closed = True
+        if self._loop_task is not None and not self._loop_task.done():
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self._sending:
+            _, still = await asyncio.wait(set(self._sending.values()),
+                                          timeout=max(grace_s, 0.0))
             for task in still:
                 task.cancel()
             if still:
                 await asyncio.gather(*still, return_exceptions=True)
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(WebhookError("dispatcher closed before a final outcome; "
+                                               "the delivery stays pending in the outbox"))
+                fut.exception()  # whoever waited may be gone: no "never retrieved" noise
+        self._waiters.clear()
         if self._own_session and self._session is not None and not self._session.closed:
             await self._session.close()
 
-    # --- one endpoint ------------------------------------------------------------------
+    # --- the loop -----------------------------------------------------------------------
 
-    async def _deliver_one(
-        self, alert_id: str, body: bytes, endpoint: WebhookEndpoint
-    ) -> DeliveryOutcome:
-        pair = (alert_id, endpoint.name)
-        if pair in self._in_flight:
-            log.info("webhook alert %s -> %s: already being delivered", *pair)
-            return DeliveryOutcome.SKIPPED
-        self._in_flight.add(pair)
-        try:
-            return await self._claim_and_send(alert_id, body, endpoint)
-        finally:
-            self._in_flight.discard(pair)
-
-    async def _claim_and_send(
-        self, alert_id: str, body: bytes, endpoint: WebhookEndpoint
-    ) -> DeliveryOutcome:
-        claimed = await asyncio.to_thread(self.log.claim_delivery, alert_id, endpoint.name)
-        if not claimed:
-            log.info("webhook alert %s -> %s: delivered before, not sent again",
-                     alert_id, endpoint.name)
-            return DeliveryOutcome.SKIPPED
-        try:
-            return await self._attempts(alert_id, body, endpoint)
-        except asyncio.CancelledError:
-            reason = "interrupted (dispatcher shutting down) before a final outcome"
-            log.warning("webhook alert %s -> %s: %s", alert_id, endpoint.name, reason)
-            try:
-                await asyncio.shield(
-                    asyncio.to_thread(self.log.mark_failed, alert_id, endpoint.name, reason)
-                )
-            except Exception:
-                log.exception("webhook alert %s -> %s: could not record the interruption",
-                              alert_id, endpoint.name)
-            raise
-
-    async def _attempts(
-        self, alert_id: str, body: bytes, endpoint: WebhookEndpoint
-    ) -> DeliveryOutcome:
+    async def _loop(self) -> None:
         policy = self.policy
-        started = time.monotonic()
-        attempt_no = 0
         while True:
-            attempt_no += 1
-            attempt = await self._attempt(alert_id, body, endpoint)
-            await asyncio.to_thread(
-                self.log.record_attempt, alert_id, endpoint.name, attempt_no,
-                attempt.status, attempt.error, attempt.duration_ms,
-            )
-            if attempt.ok:
-                await asyncio.to_thread(self.log.mark_delivered, alert_id, endpoint.name)
-                log.info("webhook alert %s -> %s: delivered (attempt %d, HTTP %s)",
-                         alert_id, endpoint.name, attempt_no, attempt.status)
-                return DeliveryOutcome.DELIVERED
-            error = attempt.error or f"HTTP {attempt.status}"
-            if not attempt.retryable:
-                reason = f"permanent failure: {error}"
-                return await self._give_up(alert_id, endpoint, attempt_no, reason)
-            delay = policy.delay_s(attempt_no, self._rng)
-            if attempt.retry_after_s is not None:
-                delay = max(delay, min(attempt.retry_after_s, policy.max_delay_s))
-            elapsed = time.monotonic() - started
-            if elapsed + delay > policy.horizon_s:
-                reason = (f"gave up after {attempt_no} attempt(s) in {elapsed:.1f} s "
-                          f"(horizon {policy.horizon_s:g} s): {error}")
-                return await self._give_up(alert_id, endpoint, attempt_no, reason)
-            log.info("webhook alert %s -> %s: attempt %d failed (%s); retrying in %.2f s",
-                     alert_id, endpoint.name, attempt_no, error, delay)
-            await asyncio.sleep(delay)
+            self._wake.clear()
+            try:
+                await self._claim_due()
+            except StoreUnavailableError as exc:
+                log.warning("webhook outbox unreachable, trying again in %g s: %s",
+                            policy.poll_s, redact(str(exc)))
+            except Exception:
+                log.exception("webhook outbox: reading due deliveries failed; trying again "
+                              "in %g s", policy.poll_s)
+            wait = min(policy.poll_s, max(self._next_due - self._clock(), 0.0))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # lands as the wake-up does, and aclose() would then wait for the loop forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+
+    async def _claim_due(self) -> None:
+        if self._next_due <= self._clock():
+            self._next_due = math.inf  # due now: claimed below, or by another dispatcher
+        now = time.monotonic()
+        for ep in self.endpoints:
+            busy = sum(1 for (_, name) in self._sending if name == ep.name)
+            circuit = self._circuits[ep.name]
+            room = circuit.allowance(now, self.policy.max_in_flight - busy)
+            if room <= 0:
+                continue
+            rows = await asyncio.to_thread(self.log.claim_due, ep.name, room,
+                                           lease_s=self.policy.lease_s)
+            if rows and circuit.failures >= circuit.threshold:
+                circuit.probing = True
+                log.info("webhook endpoint %s: circuit half-open, probing with one delivery",
+                         ep.name)
+            for row in rows:
+                key = (row.alert_id, ep.name)
+                task = asyncio.get_running_loop().create_task(
+                    self._send(ep, row), name=f"webhook-{row.alert_id}-{ep.name}")
+                self._sending[key] = task
+                task.add_done_callback(partial(self._sent, key))
+
+    def _sent(self, key: Key, _task: asyncio.Task[None]) -> None:
+        self._sending.pop(key, None)
+
+    def _resolve(self, key: Key, outcome: DeliveryOutcome | BaseException) -> None:
+        fut = self._waiters.pop(key, None)
+        if fut is None or fut.done():
+            return
+        if isinstance(outcome, BaseException):
+            fut.set_exception(outcome)
+        else:
+            fut.set_result(outcome)
+
+    async def _send(self, endpoint: WebhookEndpoint, row: DueDelivery) -> None:
+        key = (row.alert_id, endpoint.name)
+        try:
+            outcome = await self._attempt_and_record(endpoint, row)
+        except asyncio.CancelledError:
+            # Shutting down mid-request: the delivery stays pending; free it for whoever
+            # starts next instead of waiting out the lease.
+            try:
+                await asyncio.shield(asyncio.to_thread(self.log.release, *key))
+            except Exception as exc:
+                log.warning("webhook alert %s -> %s: lease not released (%s); it runs out "
+                            "by itself", row.alert_id, endpoint.name, redact(str(exc)))
+            raise
+        except Exception as exc:
+            # The lease runs out and the delivery is tried again (the receiver dedupes on
+            # webhook-id should this attempt have reached it).
+            log.error("webhook alert %s -> %s: delivery bookkeeping failed: %s",
+                      row.alert_id, endpoint.name, redact(f"{type(exc).__name__}: {exc}"))
+            self._resolve(key, WebhookDeliveryError(
+                f"alert {row.alert_id}: delivery bookkeeping failed for {endpoint.name}: "
+                f"{redact(f'{type(exc).__name__}: {exc}')}"))
+            return
+        if outcome is not None:
+            self._resolve(key, outcome)
+
+    async def _attempt_and_record(
+        self, endpoint: WebhookEndpoint, row: DueDelivery
+    ) -> DeliveryOutcome | None:
+        """One attempt of a leased delivery, recorded -> its final outcome, or None when it
+        is due again later."""
+        alert_id, name, policy = row.alert_id, endpoint.name, self.policy
+        attempt_no = row.attempts + 1
+        attempt = await self._attempt(alert_id, row.payload, endpoint)
+        if self._circuits[name].record(attempt.ok, time.monotonic()):
+            log.warning("webhook endpoint %s: %d failed attempts in a row; circuit open for "
+                        "%g s", name, self._circuits[name].failures, policy.breaker_cooldown_s)
+        await asyncio.to_thread(
+            self.log.record_attempt, alert_id, name, attempt_no,
+            attempt.status, attempt.error, attempt.duration_ms,
+        )
+        if attempt.ok:
+            await asyncio.to_thread(self.log.mark_delivered, alert_id, name)
+            log.info("webhook alert %s -> %s: delivered (attempt %d, HTTP %s)",
+                     alert_id, name, attempt_no, attempt.status)
+            return DeliveryOutcome.DELIVERED
+        error = attempt.error or f"HTTP {attempt.status}"
+        if not attempt.retryable:
+            return await self._give_up(alert_id, name, attempt_no, f"permanent failure: {error}")
+        delay = policy.delay_s(attempt_no, self._rng)
+        if attempt.retry_after_s is not None:
+            delay = max(delay, min(attempt.retry_after_s, policy.max_delay_s))
+        now = self._clock()
+        if now + delay > row.retry_from + policy.horizon_s:
+            reason = (f"gave up after {attempt_no} attempt(s) in {now - row.retry_from:.1f} s "
+                      f"(horizon {policy.horizon_s:g} s): {error}")
+            return await self._give_up(alert_id, name, attempt_no, reason)
+        await asyncio.to_thread(self.log.reschedule, alert_id, name, now + delay)
+        if now + delay < self._next_due:
+            self._next_due = now + delay
+            self.wake()  # the loop may be sleeping past it
+        log.info("webhook alert %s -> %s: attempt %d failed (%s); retrying in %.2f s",
+                 alert_id, name, attempt_no, error, delay)
+        return None
 
     async def _give_up(
-        self, alert_id: str, endpoint: WebhookEndpoint, attempts: int, reason: str
+        self, alert_id: str, endpoint: str, attempts: int, reason: str
     ) -> DeliveryOutcome:
-        await asyncio.to_thread(self.log.mark_failed, alert_id, endpoint.name, reason)
+        await asyncio.to_thread(self.log.mark_failed, alert_id, endpoint, reason)
         log.warning("webhook alert %s -> %s: not delivered after %d attempt(s): %s",
-                    alert_id, endpoint.name, attempts, reason)
+                    alert_id, endpoint, attempts, reason)
         return DeliveryOutcome.FAILED
 
     async def _attempt(self, alert_id: str, body: bytes, endpoint: WebhookEndpoint) -> _Attempt:
@@ -384,7 +540,7 @@ class WebhookDispatcher:
 
         try:
             async with self._http().post(
-                endpoint.url,
+                endpoint.url.get_secret_value(),
                 data=body,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
@@ -404,10 +560,12 @@ class WebhookDispatcher:
                     error += f": {snippet}"
                 retryable = status >= 500 or status in RETRYABLE_STATUS
                 retry_after = _retry_after(resp.headers.get("Retry-After"), self._clock())
-                return _Attempt(status, error, took(), retryable, retry_after)
+                return _Attempt(status, redact(error), took(), retryable, retry_after)
         except TimeoutError:
             return _Attempt(None, f"timed out after {timeout_s:g} s", took(), retryable=True)
         except aiohttp.InvalidURL as exc:
             return _Attempt(None, f"invalid URL: {type(exc).__name__}", took(), retryable=False)
         except aiohttp.ClientError as exc:
-            return _Attempt(None, f"{type(exc).__name__}: {exc}", took(), retryable=True)
+            # The client's text quotes the URL, token and all: redacted before anything sees it.
+            return _Attempt(None, redact(f"{type(exc).__name__}: {exc}"), took(),
+                            retryable=True)

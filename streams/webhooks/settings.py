@@ -2,8 +2,10 @@
 
     VIGIL_WEBHOOKS__ENDPOINTS='[{"name": "fleet-ops", "url": "https://ops.example/hooks",
                                 "secrets": ["whsec_..."]}]'
-    VIGIL_WEBHOOKS__RETRY__HORIZON_S=7200
+    VIGIL_WEBHOOKS__RETRY__HORIZON_S=259200        # retry for 72 h (the default)
     VIGIL_WEBHOOKS__RETRY__REQUEST_TIMEOUT_S=20
+    VIGIL_WEBHOOKS__RETRY__BREAKER_FAILURES=5       # then leave the endpoint alone for
+    VIGIL_WEBHOOKS__RETRY__BREAKER_COOLDOWN_S=60    # this long, and probe it once
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Fixtures of the dashboard tests: a PostgreSQL schema per test, migrated and seeded with a
-small fleet (see ``dash_helpers.seed``), and the environment pointing the dashboard at it."""
+"""Fixtures of the dashboard tests: a PostgreSQL schema per test, migrated, with one login per
+role (``dash_helpers.LOGINS``) and seeded with a small fleet (see ``dash_helpers.seed``), and
+the environment pointing the dashboard at it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from dash_helpers import Fleet, seed
+from dash_helpers import Fleet, add_logins, seed
 from psycopg import sql
 
 from streams.store import Store
@@ -28,6 +29,7 @@ def schema_url(pg_url: str, pg_conn: psycopg.Connection) -> str:
 def dashboard_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No Kafka and default dashboard settings, whatever the caller's environment says."""
     monkeypatch.delenv("VIGIL_KAFKA__BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("VIGIL_ADMIN_PASSWORD", raising=False)
     for key in [k for k in os.environ if k.startswith("VIGIL_DASHBOARD__")]:
         monkeypatch.delenv(key)
     return monkeypatch
@@ -35,9 +37,11 @@ def dashboard_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 @pytest.fixture
 def empty_store(schema_url: str, dashboard_env: pytest.MonkeyPatch) -> Iterator[Store]:
-    """A migrated, empty store; VIGIL_DATABASE_URL points at it."""
+    """A migrated store with the test logins and nothing else; VIGIL_DATABASE_URL points at
+    it."""
     store = Store(schema_url)
     store.migrate()
+    add_logins(store)
     dashboard_env.setenv("VIGIL_DATABASE_URL", schema_url)
     try:
         yield store

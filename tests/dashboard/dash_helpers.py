@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.schemas import (
     Alert,
@@ -15,10 +15,20 @@ from streams.schemas import (
     WindowMetrics,
     alert_id,
 )
-from streams.store import Store
+from streams.store import OperatorRole, Store
+
+if TYPE_CHECKING:
+    from streamlit.testing.v1 import AppTest
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+# role -> (name, password): the local logins every dashboard test database has
+LOGINS = {
+    OperatorRole.ADMIN: ("ada", "ada-admin-pass"),
+    OperatorRole.OPERATOR: ("dana", "dana-operator-pass"),
+    OperatorRole.VIEWER: ("vic", "vic-viewer-pass"),
+}
 
 NAMES = {
     "d-alice": "Alice Martin",
@@ -37,6 +47,19 @@ class Fleet:
     now: float
     drowsy_alert: str  # Bob's open drowsiness alert
     distraction_alert: str  # Dan's open distraction alert
+
+
+def add_logins(store: Store) -> None:
+    for role, (name, password) in LOGINS.items():
+        store.set_operator(name, role, password)
+
+
+def log_in(at: AppTest, name: str, password: str) -> AppTest:
+    """Fills in and submits the login form, as a person would."""
+    at.text_input(key="login_name").input(name)
+    at.text_input(key="login_password").input(password)
+    next(b for b in at.button if b.label == "Log in").click().run()
+    return at
 
 
 def window(driver: str, vehicle: str, start: float, **over: Any) -> WindowMetrics:
@@ -181,8 +204,8 @@ def seed(store: Store, now: float) -> Fleet:
                 failed_at=now - 60 - i,
             )
         )
-    store.claim_delivery(drowsy.alert_id, "fleet-ops")
-    store.claim_delivery(distracted.alert_id, "fleet-ops")
+    store.enqueue_deliveries(drowsy.alert_id, ["fleet-ops"], drowsy.to_bytes())
+    store.enqueue_deliveries(distracted.alert_id, ["fleet-ops"], distracted.to_bytes())
     store.record_attempt(distracted.alert_id, "fleet-ops", 1, 503, "HTTP 503", 12.0)
     store.mark_failed(distracted.alert_id, "fleet-ops", "HTTP 503 after 1 attempt")
     return Fleet(store.url, store, now, drowsy.alert_id, distracted.alert_id)

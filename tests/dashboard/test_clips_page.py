@@ -1,5 +1,6 @@
 """The event clip behind an alert on the alerts page (Streamlit AppTest, real PostgreSQL): the
-video when the file is there, "clip expired" after retention, "no clip" otherwise."""
+video when the file is there, "clip expired" after retention, "no clip" otherwise, and never
+a file outside the clip directory, whatever its row says."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from dash_helpers import APP, Fleet
+import pytest
+from dash_helpers import APP, LOGINS, Fleet, log_in
 from streamlit.testing.v1 import AppTest
 
 from dashboard import queries
 from streams.schemas import EventClip
+from streams.store import OperatorRole
 from workers.clips import BufferedFrame, encode_clip, sha256_of
 
 
@@ -35,7 +38,9 @@ def record(fleet: Fleet, aid: str, path: Path) -> None:
         blurred=True, created_at=time.time()))
 
 
-def test_alert_detail_shows_the_clip_or_says_why_not(fleet: Fleet, tmp_path: Path) -> None:
+def test_alert_detail_shows_the_clip_or_says_why_not(fleet: Fleet, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIL_CLIPS_DIR", str(tmp_path))
     drowsy, distracted = fleet.drowsy_alert, fleet.distraction_alert
     record(fleet, drowsy, webm(tmp_path / f"{drowsy}.webm"))
     gone = webm(tmp_path / f"{distracted}.webm")
@@ -43,11 +48,11 @@ def test_alert_detail_shows_the_clip_or_says_why_not(fleet: Fleet, tmp_path: Pat
     gone.unlink()
     fleet.store.purge_clips([distracted])
 
-    views = queries.clips(fleet.store, [drowsy, distracted, "other"])
+    views = queries.clips(fleet.store, [drowsy, distracted, "other"], tmp_path)
     assert [views[a].status for a in (drowsy, distracted, "other")] == [
         "available", "expired", "none"]
 
-    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    at = log_in(AppTest.from_file(str(APP), default_timeout=30).run(), *LOGINS[OperatorRole.VIEWER])
     at.switch_page("views/alerts.py").run()
     assert not at.exception, [e.value for e in at.exception]
     clip_panels = [e for e in at.expander if e.label.startswith("Clip:")]
@@ -62,3 +67,27 @@ def test_alert_detail_shows_the_clip_or_says_why_not(fleet: Fleet, tmp_path: Pat
     assert not at.exception, [e.value for e in at.exception]
     (video,) = at.get("video")
     assert video.proto.url  # served from the file by Streamlit's media manager
+
+
+def test_a_forged_clip_row_is_never_served(fleet: Fleet, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row naming a playable file outside the clip directory (here: another alert's clip
+    kept elsewhere; it could be any file) is refused: no video on the page, no bytes served."""
+    clips_dir = tmp_path / "clips"
+    clips_dir.mkdir()
+    monkeypatch.setenv("VIGIL_CLIPS_DIR", str(clips_dir))
+    drowsy = fleet.drowsy_alert
+    record(fleet, drowsy, webm(tmp_path / f"{drowsy}.webm"))
+
+    view = queries.clips(fleet.store, [drowsy], clips_dir)[drowsy]
+    assert view.status == "refused" and view.path is None
+
+    at = log_in(AppTest.from_file(str(APP), default_timeout=30).run(),
+                *LOGINS[OperatorRole.VIEWER])
+    at.switch_page("views/alerts.py").run()
+    at.session_state[f"clip-{drowsy}"] = True  # as if the operator opened its panel
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.get("video") == []
+    assert "Clip not shown: its file is not in the clip directory" in [
+        str(c.value) for c in at.caption]

@@ -1,4 +1,5 @@
-"""Every page of the dashboard in Streamlit's AppTest, over a real PostgreSQL store."""
+"""Every page of the dashboard in Streamlit's AppTest, over a real PostgreSQL store, logged in
+(as an admin unless a test says otherwise)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,21 @@ import json
 
 import pyarrow as pa
 import pytest
-from dash_helpers import APP, NAMES, Fleet
+from dash_helpers import APP, LOGINS, NAMES, Fleet, log_in
 from streamlit.testing.v1 import AppTest
 
 from dashboard import queries
 from streams.schemas import AlertState
-from streams.store import AlertFlag, Store
+from streams.store import AlertFlag, OperatorRole, Store
 
 PAGES = ("views/fleet.py", "views/driver.py", "views/alerts.py", "views/health.py")
 
 
-def app(page: str | None = None, **query: str) -> AppTest:
-    """The app run once on its default page, then switched to ``page`` (with ``query``)."""
-    at = AppTest.from_file(str(APP), default_timeout=30).run()
+def app(page: str | None = None, role: OperatorRole = OperatorRole.ADMIN, **query: str
+        ) -> AppTest:
+    """The app run once, logged in with ``role``'s login on its default page, then switched
+    to ``page`` (with ``query``)."""
+    at = log_in(AppTest.from_file(str(APP), default_timeout=30).run(), *LOGINS[role])
     if page is not None:
         at.query_params.clear()
         at.query_params.update(query)
@@ -100,8 +103,7 @@ def test_driver_page_unknown_driver_warns(fleet: Fleet) -> None:
 
 
 def test_alerts_feed_acknowledge_and_flag_write_to_the_store(fleet: Fleet) -> None:
-    at = app("views/alerts.py")
-    at.sidebar.text_input(key="operator").input("dana").run()
+    at = app("views/alerts.py", OperatorRole.OPERATOR)  # dana
     aid = fleet.drowsy_alert
     assert "Drowsy: KSS 9 (fatigue score 0.86)" in texts(at, "markdown")
     assert any("kss 9" in c and "perclos 0.32" in c for c in texts(at, "caption"))
@@ -197,18 +199,26 @@ def test_system_health_explains_unreachable_kafka(
     ],
 )
 def test_database_outage_shows_an_error_on_every_page(
-    url: str, says: str, dashboard_env: pytest.MonkeyPatch
+    url: str, says: str, empty_store: Store, dashboard_env: pytest.MonkeyPatch
 ) -> None:
+    at = app()  # logged in before the outage: the session stays logged in
     dashboard_env.setenv("VIGIL_DATABASE_URL", url)
     for page in PAGES:
-        at = app(page)
+        at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
         errors = texts(at, "error")
         assert errors and all(says in e for e in errors), (page, errors)
+    # Nobody can log in meanwhile, and the login page says why.
+    fresh = AppTest.from_file(str(APP), default_timeout=30).run()
+    assert any(says in e for e in texts(fresh, "error"))
+    log_in(fresh, *LOGINS[OperatorRole.ADMIN])
+    assert not fresh.exception and fresh.text_input(key="login_name") is not None
+    assert any(says in e for e in texts(fresh, "error"))
 
 
 def test_unmigrated_database_says_how_to_fix_it(
     schema_url: str, dashboard_env: pytest.MonkeyPatch
 ) -> None:
     dashboard_env.setenv("VIGIL_DATABASE_URL", schema_url)
-    at = app()
+    at = AppTest.from_file(str(APP), default_timeout=30).run()  # no logins without a schema
     assert any("vigil db migrate" in e for e in texts(at, "error"))

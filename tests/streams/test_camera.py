@@ -1,10 +1,15 @@
-"""The camera agent against a real broker (Tansu): batches, ordering, outages."""
+"""The camera agent against a real broker (Tansu): batches, ordering, outages; `vigil camera`
+on a file that ends and on a live stream (MJPEG over HTTP) that drops."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -132,3 +137,78 @@ def test_outage_longer_than_the_buffer_drops_oldest_frames_and_counts_them(clip_
     assert total - len(seen) == agent.stats.frames_dropped
     # The newest frames survive: what is lost is the oldest part of the outage.
     assert max(seen) == total - 1
+
+
+def vigil_camera(source: str, driver: str, bootstrap: str,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", "camera", "--source", source, "--driver", driver,
+         "--vehicle", "van-5", "--fps", "30", "--bootstrap", bootstrap],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+def sessions_of(records, driver: str) -> set[str | None]:
+    return {decode_frame_batch(r.value)[0].session for r in records
+            if r.key == driver.encode()}
+
+
+def test_a_file_that_ends_exits_zero(kafka_broker, video_dir: Path) -> None:
+    proc = vigil_camera(str(video_dir / "single_face.mp4"), "cam-eof", kafka_broker.bootstrap)
+    assert proc.returncode == 0, proc.stderr
+    records = read_topic(kafka_broker.bootstrap, FRAMES.name)
+    assert seqs_of(records, "cam-eof") == list(range(72))
+    assert len(sessions_of(records, "cam-eof")) == 1
+
+
+class MjpegCamera:
+    """An IP camera on 127.0.0.1: MJPEG over HTTP. Each connection streams the next count of
+    ``bursts`` frames and then drops; once they are spent it answers 503 (camera gone)."""
+
+    def __init__(self, frames: list[np.ndarray], bursts: list[int]) -> None:
+        jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
+        left = list(bursts)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if not left:
+                    self.send_error(503)
+                    return
+                count = left.pop(0)
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                for k in range(count):
+                    jpeg = jpegs[k % len(jpegs)]
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
+                                     b"Content-Length: %d\r\n\r\n%s\r\n" % (len(jpeg), jpeg))
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> MjpegCamera:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_live_stream_that_drops_reconnects_then_gives_up_nonzero(kafka_broker,
+                                                                    clip_frames) -> None:
+    """The stream drops after 20 frames and comes back for 15 more (reconnected, same
+    session, no gap), then stays away: after VIGIL_CAMERA__RECONNECT_FOR_S the camera exits
+    non-zero with a clear error, having published every frame it got."""
+    with MjpegCamera(clip_frames, [20, 15]) as camera:
+        proc = vigil_camera(camera.url, "cam-drop", kafka_broker.bootstrap,
+                            {"VIGIL_CAMERA__RECONNECT_FOR_S": "1"})
+    assert proc.returncode == 2, proc.stderr
+    assert "stopped delivering frames" in proc.stderr and "within 1 s" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    records = read_topic(kafka_broker.bootstrap, FRAMES.name)
+    assert seqs_of(records, "cam-drop") == list(range(35))
+    assert len(sessions_of(records, "cam-drop")) == 1

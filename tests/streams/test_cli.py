@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from streams.store import Store
 
-def vigil(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+
+def vigil(*args: str, timeout: float = 120,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streams.cli", *args],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
     )
 
 
@@ -65,3 +70,64 @@ def test_unknown_engine_is_a_clear_error(video_dir: Path) -> None:
     proc = vigil("blinks", str(video_dir / "single_face.mp4"), "--engine", "nope")
     assert proc.returncode == 2
     assert "unknown face engine 'nope'" in proc.stderr and "mediapipe" in proc.stderr
+
+
+READ_ONLY = [["models", "versions"], ["models", "versions", "--json"], ["db", "status"],
+             ["clips", "purge", "--dry-run"], ["clips", "purge"], ["webhooks", "list-failed"],
+             ["users", "list"]]
+
+
+def test_read_only_commands_never_create_or_migrate_the_database(
+    tmp_path: Path, pg_schema_url: str, pg_conn: psycopg.Connection
+) -> None:
+    """On a database that is not there, or not migrated, listings say so and exit non-zero;
+    no file, no table appears. Once migrated, an empty registry lists as empty."""
+    fresh = {"VIGIL_DATABASE_URL": f"sqlite:///{tmp_path / 'vigil.db'}",
+             "VIGIL_CLIPS_DIR": str(tmp_path / "clips")}
+    for args in [*READ_ONLY, ["models", "promote", "v1"]]:
+        proc = vigil(*args, env=fresh)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "does not exist" in proc.stderr and "vigil db migrate" in proc.stderr, args
+    assert list(tmp_path.iterdir()) == []
+
+    schema = pg_schema_url.rsplit("%3D", 1)[1]
+    empty = {**fresh, "VIGIL_DATABASE_URL": pg_schema_url}
+    for args in READ_ONLY:
+        proc = vigil(*args, env=empty)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "schema revision none" in proc.stderr and "vigil db migrate" in proc.stderr
+    tables = pg_conn.execute("SELECT count(*) FROM information_schema.tables "
+                             "WHERE table_schema = %s", (schema,)).fetchone()
+    assert tables == (0,)
+
+    with Store(pg_schema_url) as store:
+        store.migrate()
+    proc = vigil("models", "versions", env=empty)
+    assert proc.returncode == 0 and proc.stdout == "", proc.stderr
+    assert json.loads(vigil("db", "status", env=empty).stdout)["revision"]
+
+
+def test_failed_webhooks_are_listed_and_redelivered_by_id_or_all(pg_schema_url: str) -> None:
+    env = {"VIGIL_DATABASE_URL": pg_schema_url}
+    with Store(pg_schema_url) as store:
+        store.migrate()
+        for alert_id in ("a1", "a2", "a3"):
+            store.enqueue_deliveries(alert_id, ["ops"], b"{}")
+        for alert_id in ("a1", "a2"):
+            store.mark_failed(alert_id, "ops", "gave up: url=https://ops.example/h?token=tk9")
+        store.mark_delivered("a3", "ops")
+        listed = [json.loads(line) for line in vigil("webhooks", "list-failed", env=env)
+                  .stdout.splitlines()]
+        assert [(d["alert_id"], d["endpoint"]) for d in listed] == [("a1", "ops"), ("a2", "ops")]
+        assert all("tk9" not in (d["last_error"] or "") for d in listed)
+
+        proc = vigil("webhooks", "redeliver", "a1", env=env)
+        assert proc.returncode == 0 and json.loads(proc.stdout) == {"redelivered": 1}
+        proc = vigil("webhooks", "redeliver", "a3", env=env)  # delivered: never again
+        assert proc.returncode == 2 and "never sent again" in proc.stderr
+        assert vigil("webhooks", "redeliver", env=env).returncode == 2  # neither id nor --all
+        proc = vigil("webhooks", "redeliver", "--all", env=env)
+        assert json.loads(proc.stdout) == {"redelivered": 1}
+        statuses = {d.alert_id: d.status.value for d in store.deliveries()}
+        assert statuses == {"a1": "pending", "a2": "pending", "a3": "delivered"}
+        assert vigil("webhooks", "list-failed", env=env).stdout == ""

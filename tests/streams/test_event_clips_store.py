@@ -1,6 +1,7 @@
 """Event clips in the store (SQLite and PostgreSQL), their retention purge (function and
-`vigil clips purge`), and the whole path on real parts: frames -> worker (this process) ->
-alert -> clip file -> `vigil aggregator` -> PostgreSQL."""
+`vigil clips purge`), forged clip records (refused by the sink, left alone by the purge),
+and the whole path on real parts: frames -> worker (this process) -> alert -> clip file ->
+`vigil aggregator` -> PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from kafka import KafkaProducer
 from stream_helpers import TopicFollower, running_app, spawn
 
+from streams.app import create_app
 from streams.broker import EmbeddedBroker
 from streams.cli import main
 from streams.clips import DAY_S, ClipSettings, RetentionPolicy, purge_clips
@@ -21,6 +23,7 @@ from streams.processes import stop_child
 from streams.schemas import (
     Alert,
     AlertReason,
+    DeadLetterReason,
     EventClip,
     FrameBatchHeader,
     FrameInfo,
@@ -28,8 +31,10 @@ from streams.schemas import (
     alert_id,
     encode_frame_batch,
 )
+from streams.sinks import register_sinks
 from streams.store import AlertFlag, Store
 from streams.topics import ALERTS, EVENT_CLIPS, FRAMES
+from streams.webhooks.settings import WebhookSettings
 from workers.agent import build_worker_app
 from workers.face import create_backend
 from workers.inference import InferenceProcessor
@@ -216,6 +221,88 @@ def test_vigil_clips_purge_command(store: Store, tmp_path: Path, aged: dict[str,
     done = json.loads(capsys.readouterr().out)
     assert done["deleted_files"] == 2 and done["missing_files"] == 1
     assert not Path(aged["fresh"].path).exists() and Path(aged["flagged"].path).exists()
+
+
+# --- forged clip records -----------------------------------------------------------------
+
+
+def forgeries(tmp_path: Path) -> tuple[Path, Path, list[tuple[Alert, Path]]]:
+    """(clip directory, a file outside it with its .json neighbour, [(alert, the path its
+    forged record claims)]): an absolute path outside, a `..` escape, a symlink named for
+    the alert in the clip directory leading out, a file there under another alert's name."""
+    directory = tmp_path / "clips"
+    directory.mkdir()
+    victim = tmp_path / "elsewhere" / "precious.webm"
+    victim.parent.mkdir()
+    victim.write_bytes(b"not a clip")
+    victim.with_suffix(".json").write_text("{}")
+    alerts = [make_alert(f"forged-{k}", NOW - 9 * DAY_S) for k in range(4)]
+    link = directory / f"{alerts[2].alert_id}.webm"
+    link.symlink_to(victim)
+    claims = [victim, directory / ".." / "elsewhere" / "precious.webm", link,
+              clip_file(directory, make_alert("someone", NOW))]
+    return directory, victim, list(zip(alerts, claims, strict=True))
+
+
+def test_the_purge_deletes_only_its_own_files(store: Store, tmp_path: Path) -> None:
+    """Expired rows that claim files outside the clip directory (stored before the sink
+    refused them) expire without their files being touched; neither do strangers in the
+    directory go, however old."""
+    directory, victim, claims = forgeries(tmp_path)
+    for alert, path in claims:
+        store.record_clip(make_clip(alert, path, NOW - 9 * DAY_S))
+    stranger = directory / "notes.txt"
+    stranger.write_text("the operator's")
+    old = NOW - 30 * DAY_S
+    for path in (stranger, victim, victim.with_suffix(".json")):
+        os.utime(path, (old, old))
+    settings = ClipSettings(clips_dir=directory)
+
+    assert len(purge_clips(store, settings, now=NOW, dry_run=True).refused) == 4
+    report = purge_clips(store, settings, now=NOW)
+    assert sorted(report.refused) == sorted(report.expired) and len(report.refused) == 4
+    assert report.deleted_files == 0 and report.failed == []
+    assert victim.read_bytes() == b"not a clip" and victim.with_suffix(".json").exists()
+    assert stranger.exists()
+    assert all(store.clip_for_alert(a).purged for a in report.refused)  # type: ignore[union-attr]
+    assert purge_clips(store, settings, now=NOW).expired == []
+
+
+def test_the_sink_refuses_forged_clip_records(pg_schema_url: str, tmp_path: Path) -> None:
+    """Clip records whose path is not the alert's file in the clip directory are set aside as
+    dead letters (with the reason, counted in the store) and never stored; a true one is."""
+    directory, _, claims = forgeries(tmp_path)
+    good = make_alert("honest", NOW)
+    records = [make_clip(alert, path, NOW) for alert, path in claims]
+    records.append(make_clip(good, clip_file(directory, good), NOW))
+    store = Store(pg_schema_url)
+    store.migrate()
+    with EmbeddedBroker() as broker:
+        broker.create_topics()
+        app = create_app("vigil-test-forged-clips", broker.bootstrap)
+        close = register_sinks(app, Store(pg_schema_url), WebhookSettings(),
+                               ClipSettings(clips_dir=directory))
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        try:
+            with running_app(app):
+                for r in records:
+                    producer.send(EVENT_CLIPS.name, key=r.driver_id.encode(),
+                                  value=r.to_bytes()).get(timeout=30)
+                deadline = time.monotonic() + 90
+                while (store.clip_for_alert(good.alert_id) is None
+                       or len(store.dead_letters()) < len(claims)):
+                    assert time.monotonic() < deadline, store.dead_letters()
+                    time.sleep(0.2)
+        finally:
+            producer.close()
+            close()
+    letters = store.dead_letters()
+    assert len(letters) == len(claims)
+    assert all(dl.source_topic == EVENT_CLIPS.name and dl.reason is DeadLetterReason.BAD_SCHEMA
+               and "not its file in the clip directory" in dl.error for dl in letters)
+    assert store.dead_letter_counts() == {"bad_schema": len(claims)}
+    assert set(store.clips_for_alerts([r.alert_id for r in records])) == {good.alert_id}
+    store.close()
 
 
 # --- end to end ---------------------------------------------------------------------------

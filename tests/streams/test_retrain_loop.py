@@ -25,7 +25,8 @@ from training.retrain import RetrainConfig, flagged_examples, retrain, served_mo
 
 RLDD = Path(__file__).resolve().parents[3] / "shared" / "data" / "rldd"
 MODEL = "drowsiness-blinks"
-T0 = 1_800_000_000.0
+# A whole minute an hour ago: the aggregator accepts capture times near the broker's clock.
+T0 = (time.time() // 60 - 60) * 60.0
 FAST = RetrainConfig(gan_epochs=40, training=DrowsinessConfig(epochs=30))
 
 

@@ -376,47 +376,75 @@ def test_dead_letters_are_idempotent(store: Store) -> None:
 HOOK = "https://fleet.example/hooks/vigil"
 
 
-def test_delivery_is_claimed_at_most_once(store: Store) -> None:
-    a = alert("d1", T0).alert_id
-    assert store.claim_delivery(a, HOOK, at=T0) is True
-    assert store.claim_delivery(a, HOOK) is True  # still pending: a restart resumes it
-    pending = store.deliveries(DeliveryStatus.PENDING)
-    assert [(d.alert_id, d.endpoint, d.status) for d in pending] == [
-        (a, HOOK, DeliveryStatus.PENDING)
-    ]
-    store.mark_delivered(a, HOOK, at=T0 + 2)
-    assert store.claim_delivery(a, HOOK) is False
-    with Store(store.url) as restarted:  # a dispatcher restarted on the same database
-        assert restarted.claim_delivery(a, HOOK) is False
-    store.mark_failed(a, HOOK, "late failure")  # delivered stays delivered
-    d = store.delivery(a, HOOK)
+def test_the_outbox_leases_due_deliveries_once_and_never_resends_a_delivered_one(
+    store: Store,
+) -> None:
+    a = alert("d1", T0)
+    body = a.to_bytes()
+    assert store.enqueue_deliveries(a.alert_id, [HOOK, HOOK + "/backup"], body, at=T0) == 2
+    assert store.enqueue_deliveries(a.alert_id, [HOOK], b"replayed", at=T0 + 5) == 0  # replay
+    (due,) = store.claim_due(HOOK, 10, lease_s=60, at=T0 + 1)
+    assert (due.alert_id, due.endpoint, due.attempts, due.retry_from, due.payload) == (
+        a.alert_id, HOOK, 0, T0, body)
+    # Leased: neither this nor another dispatcher (a second store) takes it again...
+    assert store.claim_due(HOOK, 10, lease_s=60, at=T0 + 2) == []
+    with Store(store.url) as other:
+        assert other.claim_due(HOOK, 10, lease_s=60, at=T0 + 2) == []
+        # ...until the lease runs out (its dispatcher died).
+        assert [d.alert_id for d in other.claim_due(HOOK, 10, lease_s=60, at=T0 + 62)] == [
+            a.alert_id]
+    store.reschedule(a.alert_id, HOOK, T0 + 100)
+    assert store.claim_due(HOOK, 10, lease_s=60, at=T0 + 99) == []  # not due yet
+    d = store.delivery(a.alert_id, HOOK)
+    assert d is not None and (d.status, d.next_attempt_at) == (DeliveryStatus.PENDING, T0 + 100)
+    assert len(store.claim_due(HOOK, 10, lease_s=60, at=T0 + 100)) == 1
+    store.mark_delivered(a.alert_id, HOOK, at=T0 + 101)
+    store.mark_failed(a.alert_id, HOOK, "late failure")  # delivered stays delivered
+    assert store.redeliver(a.alert_id) == 0  # and is never sent again
+    assert store.claim_due(HOOK, 10, lease_s=60, at=T0 + 10_000) == []
+    d = store.delivery(a.alert_id, HOOK)
     assert d is not None
-    assert (d.status, d.created_at, d.delivered_at) == (DeliveryStatus.DELIVERED, T0, T0 + 2)
-    assert store.deliveries(DeliveryStatus.PENDING) == []
-    # Another endpoint is its own delivery.
-    assert store.claim_delivery(a, HOOK + "/backup") is True
-    assert store.row_counts()["webhook_deliveries"] == 2
+    assert (d.status, d.created_at, d.delivered_at) == (DeliveryStatus.DELIVERED, T0, T0 + 101)
+    assert [p.endpoint for p in store.deliveries(DeliveryStatus.PENDING)] == [HOOK + "/backup"]
 
 
-def test_failed_delivery_gets_another_chance_on_replay(store: Store) -> None:
-    a = alert("d1", T0).alert_id
-    store.claim_delivery(a, HOOK)
-    store.mark_failed(a, HOOK, "HTTP 503 after 5 attempts")
+def test_a_failed_delivery_waits_for_redeliver(store: Store) -> None:
+    a, b = alert("d1", T0).alert_id, alert("d2", T0).alert_id
+    for x in (a, b):
+        store.enqueue_deliveries(x, [HOOK], b"{}", at=T0)
+        store.mark_failed(x, HOOK, "HTTP 503 after 5 attempts")
     d = store.delivery(a, HOOK)
     assert d is not None and (d.status, d.last_error) == (
         DeliveryStatus.FAILED,
         "HTTP 503 after 5 attempts",
     )
-    assert store.deliveries(DeliveryStatus.PENDING) == []
-    assert store.claim_delivery(a, HOOK) is True
-    assert [p.status for p in store.deliveries(DeliveryStatus.PENDING)] == [DeliveryStatus.PENDING]
+    store.enqueue_deliveries(a, [HOOK], b"{}")  # a replayed alert does not revive it
+    assert store.claim_due(HOOK, 10, lease_s=60) == []
+    assert store.redeliver(a, at=T0 + 500) == 1
+    (due,) = store.claim_due(HOOK, 10, lease_s=60, at=T0 + 500)
+    assert (due.alert_id, due.retry_from) == (a, T0 + 500)  # a fresh retry schedule
+    assert store.redeliver(endpoint="elsewhere") == 0
+    assert store.redeliver() == 1  # --all: the other one
+    assert [d.status for d in store.deliveries()] == [DeliveryStatus.PENDING] * 2
+
+
+def test_stored_delivery_errors_never_keep_a_token(store: Store) -> None:
+    a = alert("d1", T0).alert_id
+    store.enqueue_deliveries(a, [HOOK], b"{}")
+    leak = "ClientResponseError: 400, url=URL('https://fleet.example/hooks?token=s3cr3t-tok')"
+    store.record_attempt(a, HOOK, 1, None, leak, 3.0)
+    assert "s3cr3t-tok" not in (store.delivery_attempts(a, HOOK)[0].error or "")
+    store.mark_failed(a, HOOK, f"gave up: {leak}")
+    d = store.delivery(a, HOOK)
+    assert d is not None and d.last_error is not None
+    assert "s3cr3t-tok" not in d.last_error and "fleet.example" in d.last_error
 
 
 def test_attempts_are_recorded_in_order(store: Store) -> None:
     a = alert("d1", T0).alert_id
-    with pytest.raises(DeliveryNotFoundError, match="claim_delivery must come first"):
+    with pytest.raises(DeliveryNotFoundError, match="enqueue_deliveries must come first"):
         store.record_attempt(a, HOOK, 1, 500, "boom", 12.0)
-    store.claim_delivery(a, HOOK)
+    store.enqueue_deliveries(a, [HOOK], b"{}")
     store.record_attempt(a, HOOK, 1, 503, "HTTP 503", 120.5, at=T0 + 1)
     store.record_attempt(a, HOOK, 2, None, "timed out after 5 s", 5000.0, at=T0 + 3)
     store.record_attempt(a, HOOK, 3, 204, None, 80.0, at=T0 + 7)
@@ -435,15 +463,15 @@ def test_attempts_are_recorded_in_order(store: Store) -> None:
         204,
         None,
     )
-    # A second run (after mark_failed and a replay) numbers its attempts from 1 again.
+    # Attempts after a redeliver go on counting.
     b = alert("d2", T0).alert_id
-    store.claim_delivery(b, HOOK)
+    store.enqueue_deliveries(b, [HOOK], b"{}")
     for no in (1, 2):
         store.record_attempt(b, HOOK, no, 503, "HTTP 503", 10.0)
     store.mark_failed(b, HOOK, "gave up")
-    assert store.claim_delivery(b, HOOK) is True
-    store.record_attempt(b, HOOK, 1, 200, None, 10.0)
-    assert [x.attempt_no for x in store.delivery_attempts(b, HOOK)] == [1, 2, 1]
+    assert store.redeliver(b) == 1
+    store.record_attempt(b, HOOK, 3, 200, None, 10.0)
+    assert [x.attempt_no for x in store.delivery_attempts(b, HOOK)] == [1, 2, 3]
     assert store.delivery(b, HOOK).attempts == 3  # type: ignore[union-attr]
     with pytest.raises(DeliveryNotFoundError):
         store.mark_delivered(a, "https://elsewhere.example")

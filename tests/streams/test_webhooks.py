@@ -1,8 +1,8 @@
 """Webhooks: Standard Webhooks signing, the retrying dispatcher and the verifying receiver.
 
 Everything HTTP here is real: aiohttp servers on 127.0.0.1 and the dispatcher's own client.
-The delivery log is a small in-memory implementation of the DeliveryLog protocol (the SQL
-store is tested with the store).
+The delivery log is the real outbox: a fresh SQLite store per test (PostgreSQL in
+test_webhooks_store.py).
 """
 
 from __future__ import annotations
@@ -14,21 +14,26 @@ import hmac
 import json
 import logging
 import random
-import threading
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
+from sqlalchemy import select
 
 from streams.errors import ConfigurationError, VigilError
 from streams.processes import free_port
 from streams.schemas import Alert, AlertReason, Severity, alert_id
+from streams.store import DeliveryStatus, Store
+from streams.store.store import ATTEMPTS
 from streams.webhooks import (
     DeliveryLog,
     DeliveryOutcome,
@@ -59,7 +64,8 @@ SPEC_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 # Tiny but real backoff: milliseconds of waiting, a sub-second horizon.
 FAST = RetryPolicy(
-    initial_delay_s=0.01, factor=2.0, max_delay_s=0.05, horizon_s=0.5, request_timeout_s=2.0
+    initial_delay_s=0.01, factor=2.0, max_delay_s=0.05, horizon_s=0.5, request_timeout_s=2.0,
+    poll_s=0.05, breaker_cooldown_s=0.05,
 )
 
 
@@ -87,40 +93,51 @@ def make_alert(driver: str = "driver-7", started_at: float = 1_700_000_000.0) ->
     )
 
 
-@dataclass
-class MemoryLog:
-    """DeliveryLog in a dict: what the SQL store does, minus the database."""
+_TEMPLATE = tempfile.TemporaryDirectory(prefix="vigil-outbox-")
 
-    claims: set[tuple[str, str]] = field(default_factory=set)
-    attempts: list[tuple[str, str, int, int | None, str | None, int]] = field(
-        default_factory=list
-    )
-    delivered: set[tuple[str, str]] = field(default_factory=set)
-    failed: dict[tuple[str, str], str] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def claim_delivery(self, alert_id: str, endpoint: str) -> bool:
-        with self.lock:
-            if (alert_id, endpoint) in self.claims:
-                return False
-            self.claims.add((alert_id, endpoint))
-            return True
+def _migrated_template() -> Path:
+    """A migrated SQLite database, made once per session and copied for each log."""
+    path = Path(_TEMPLATE.name) / "template.db"
+    if not path.exists():
+        with Store(f"sqlite:///{path}") as store:
+            store.migrate()
+    return path
 
-    def record_attempt(self, alert_id: str, endpoint: str, attempt_no: int,
-                       status_code: int | None, error: str | None, duration_ms: int) -> None:
-        with self.lock:
-            self.attempts.append((alert_id, endpoint, attempt_no, status_code, error, duration_ms))
 
-    def mark_delivered(self, alert_id: str, endpoint: str) -> None:
-        with self.lock:
-            self.delivered.add((alert_id, endpoint))
+class OutboxLog(Store):
+    """The real outbox (a fresh, migrated SQLite store) with views for the assertions."""
 
-    def mark_failed(self, alert_id: str, endpoint: str, error: str) -> None:
-        with self.lock:
-            self.failed[(alert_id, endpoint)] = error
+    def __init__(self) -> None:
+        path = Path(tempfile.mkdtemp(dir=_TEMPLATE.name)) / "outbox.db"
+        shutil.copy(_migrated_template(), path)
+        super().__init__(f"sqlite:///{path}")
+
+    def _select(self, query: Any) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).all())
+
+    @property
+    def attempts(self) -> list[tuple[str, str, int, int | None, str | None, float]]:
+        rows = self._select(select(ATTEMPTS).order_by(ATTEMPTS.c.id))
+        return [(r.alert_id, r.endpoint, r.attempt_no, r.status_code, r.error, r.duration_ms)
+                for r in rows]
 
     def codes(self, endpoint: str) -> list[int | None]:
         return [a[3] for a in self.attempts if a[1] == endpoint]
+
+    @property
+    def claims(self) -> set[tuple[str, str]]:
+        return {(d.alert_id, d.endpoint) for d in self.deliveries()}
+
+    @property
+    def delivered(self) -> set[tuple[str, str]]:
+        return {(d.alert_id, d.endpoint) for d in self.deliveries(DeliveryStatus.DELIVERED)}
+
+    @property
+    def failed(self) -> dict[tuple[str, str], str]:
+        return {(d.alert_id, d.endpoint): d.last_error or ""
+                for d in self.deliveries(DeliveryStatus.FAILED)}
 
 
 @dataclass
@@ -285,11 +302,11 @@ def test_backoff_is_full_jitter_under_a_growing_capped_bound() -> None:
 
 
 def test_memory_log_satisfies_the_protocol() -> None:
-    assert isinstance(MemoryLog(), DeliveryLog)
+    assert isinstance(OutboxLog(), DeliveryLog)
 
 
 def test_500_then_200_is_delivered_once_with_both_attempts_recorded() -> None:
-    secret, alert, log = generate_secret(), make_alert(), MemoryLog()
+    secret, alert, log = generate_secret(), make_alert(), OutboxLog()
 
     async def scenario() -> tuple[dict[str, DeliveryOutcome], list[Received]]:
         async with scripted_server([500, 200]) as (url, received):
@@ -315,7 +332,7 @@ def test_500_then_200_is_delivered_once_with_both_attempts_recorded() -> None:
 
 
 def test_an_already_claimed_alert_is_not_sent_again_after_a_restart() -> None:
-    secret, alert, log = generate_secret(), make_alert(), MemoryLog()
+    secret, alert, log = generate_secret(), make_alert(), OutboxLog()
 
     async def scenario() -> tuple[list[dict[str, DeliveryOutcome]], list[Received]]:
         async with scripted_server([]) as (url, received):
@@ -331,15 +348,7 @@ def test_an_already_claimed_alert_is_not_sent_again_after_a_restart() -> None:
 
 
 def test_the_same_alert_in_flight_twice_is_sent_once() -> None:
-    class Reclaiming(MemoryLog):
-        """Like the SQL store, grants a claim again while the pair is still pending."""
-
-        def claim_delivery(self, alert_id: str, endpoint: str) -> bool:
-            with self.lock:
-                self.claims.add((alert_id, endpoint))
-                return (alert_id, endpoint) not in self.delivered
-
-    log, alert = Reclaiming(), make_alert()
+    log, alert = OutboxLog(), make_alert()
 
     async def scenario() -> tuple[list[dict[str, DeliveryOutcome]], list[Received]]:
         async with (
@@ -347,18 +356,18 @@ def test_the_same_alert_in_flight_twice_is_sent_once() -> None:
             WebhookDispatcher([endpoint(url, generate_secret())], log, FAST) as d,
         ):
             outcomes = await asyncio.gather(d.deliver(alert), d.deliver(alert))
-            outcomes.append(await d.deliver(alert))  # afterwards: delivered, refused
+            outcomes.append(await d.deliver(alert))  # afterwards: delivered, not sent again
             return outcomes, received
 
     outcomes, received = run(scenario())
-    assert sorted(o["ops"] for o in outcomes) == [
-        DeliveryOutcome.DELIVERED, DeliveryOutcome.SKIPPED, DeliveryOutcome.SKIPPED]
+    assert [o["ops"] for o in outcomes] == [
+        DeliveryOutcome.DELIVERED, DeliveryOutcome.DELIVERED, DeliveryOutcome.SKIPPED]
     assert len(received) == 2 and log.codes("ops") == [500, 200]
 
 
 @pytest.mark.parametrize("status", [400, 404, 410, 302])
 def test_other_4xx_and_redirects_fail_at_once(status: int) -> None:
-    log, alert = MemoryLog(), make_alert()
+    log, alert = OutboxLog(), make_alert()
 
     async def scenario() -> tuple[dict[str, DeliveryOutcome], list[Received]]:
         async with (
@@ -377,7 +386,7 @@ def test_other_4xx_and_redirects_fail_at_once(status: int) -> None:
 
 @pytest.mark.parametrize("status", [502, 503, 408, 429])
 def test_transient_statuses_are_retried(status: int) -> None:
-    log = MemoryLog()
+    log = OutboxLog()
 
     async def too_many(request: web.Request) -> web.StreamResponse:
         return web.Response(status=status, headers={"Retry-After": "0"})
@@ -394,7 +403,7 @@ def test_transient_statuses_are_retried(status: int) -> None:
 
 
 def test_a_stalling_receiver_is_retried_until_the_horizon_then_failed() -> None:
-    log, alert = MemoryLog(), make_alert()
+    log, alert = OutboxLog(), make_alert()
     policy = RetryPolicy(initial_delay_s=0.01, factor=2.0, max_delay_s=0.05, horizon_s=0.5,
                          request_timeout_s=0.1)
 
@@ -423,7 +432,7 @@ def test_a_stalling_receiver_is_retried_until_the_horizon_then_failed() -> None:
 
 
 def test_connection_errors_are_retried_then_failed() -> None:
-    log, alert = MemoryLog(), make_alert()
+    log, alert = OutboxLog(), make_alert()
     url = f"http://127.0.0.1:{free_port()}/nobody-listens"
 
     async def scenario() -> dict[str, DeliveryOutcome]:
@@ -436,7 +445,7 @@ def test_connection_errors_are_retried_then_failed() -> None:
 
 
 def test_a_slow_endpoint_does_not_hold_back_the_others() -> None:
-    log, alert = MemoryLog(), make_alert()
+    log, alert = OutboxLog(), make_alert()
     policy = FAST.model_copy(update={"request_timeout_s": 8.0})
 
     async def scenario() -> tuple[dict[str, DeliveryOutcome], list[bool]]:
@@ -474,7 +483,7 @@ def test_the_dispatcher_signs_with_every_configured_secret() -> None:
 
     async def scenario() -> list[Received]:
         async with scripted_server([]) as (url, received):
-            async with WebhookDispatcher([endpoint(url, new, old)], MemoryLog(), FAST) as d:
+            async with WebhookDispatcher([endpoint(url, new, old)], OutboxLog(), FAST) as d:
                 await d.deliver(make_alert())
             return received
 
@@ -491,7 +500,7 @@ def test_secrets_and_urls_stay_out_of_the_logs(caplog: pytest.LogCaptureFixture)
         async with scripted_server([500]) as (url, _):
             ep = endpoint(url + "/token-abc123", secret)
             assert "token-abc123" not in repr(ep) and secret not in repr(ep)
-            async with WebhookDispatcher([ep], MemoryLog(), FAST) as d:
+            async with WebhookDispatcher([ep], OutboxLog(), FAST) as d:
                 await d.deliver(make_alert())
 
     with caplog.at_level(logging.DEBUG, logger="streams.webhooks"):
@@ -502,12 +511,52 @@ def test_secrets_and_urls_stay_out_of_the_logs(caplog: pytest.LogCaptureFixture)
     assert "token-abc123" not in text and "v1," not in text
 
 
+def test_a_malformed_answer_does_not_leak_the_endpoint_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 13, defect 8: the HTTP client's error text quotes the URL, token included; it
+    went into the attempt and give-up log lines and the stored last_error (shown on the
+    health page)."""
+    log, alert, token = OutboxLog(), make_alert(), "tok-5ecret-9f3a"
+
+    async def scenario() -> dict[str, DeliveryOutcome]:
+        async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            request = await reader.readuntil(b"\r\n\r\n")
+            # A broken proxy echoing the request line (path and query) as its status line.
+            writer.write(request.split(b"\r\n", 1)[0] + b"\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}/hooks/vigil?token={token}"
+        try:
+            async with WebhookDispatcher([endpoint(url, generate_secret())], log, FAST) as d:
+                return await d.deliver(alert)
+        finally:
+            server.close()
+
+    with caplog.at_level(logging.DEBUG, logger="streams.webhooks"):
+        outcome = run(scenario())
+    assert outcome == {"ops": DeliveryOutcome.FAILED}
+    attempt_lines = [r for r in caplog.records if "attempt 1 failed" in r.getMessage()]
+    give_up = [r for r in caplog.records if r.levelno == logging.WARNING
+               and "not delivered" in r.getMessage()]
+    assert attempt_lines and give_up  # the lines that leaked are there...
+    assert token not in caplog.text  # ...without the token
+    assert "127.0.0.1" in give_up[0].getMessage()  # but still saying where it went wrong
+    stored = log.delivery(alert.alert_id, "ops")
+    assert stored is not None and stored.last_error is not None
+    assert token not in stored.last_error
+    assert all(token not in (a[4] or "") for a in log.attempts)
+
+
 def test_a_failing_delivery_log_raises_after_the_other_endpoints_finish() -> None:
-    class BrokenLog(MemoryLog):
-        def claim_delivery(self, alert_id: str, endpoint: str) -> bool:
+    class BrokenLog(OutboxLog):
+        def record_attempt(self, alert_id: str, endpoint: str, *args: Any) -> None:
             if endpoint == "broken":
                 raise RuntimeError("database is down")
-            return super().claim_delivery(alert_id, endpoint)
+            super().record_attempt(alert_id, endpoint, *args)
 
     log = BrokenLog()
 
@@ -523,32 +572,121 @@ def test_a_failing_delivery_log_raises_after_the_other_endpoints_finish() -> Non
     assert {e for _, e in log.delivered} == {"fine"}
 
 
-def test_shutdown_marks_interrupted_background_deliveries_failed() -> None:
-    log, alert = MemoryLog(), make_alert()
+def test_a_delivery_interrupted_by_shutdown_is_sent_by_the_next_dispatcher() -> None:
+    """Issue 13, defect 9: retries lived only in the process, so a restart dropped them and
+    left the rows pending forever. Now the outbox row outlives the dispatcher."""
+    log, alert, secret = OutboxLog(), make_alert(), generate_secret()
 
-    async def scenario() -> bool:
+    async def scenario() -> tuple[DeliveryStatus | None, dict[str, DeliveryOutcome],
+                                  list[Received]]:
         release = asyncio.Event()
 
         async def stall(request: web.Request) -> web.StreamResponse:
             await release.wait()
             return web.Response(status=200)
 
-        async with scripted_server([], default=stall) as (url, received):
-            d = WebhookDispatcher([endpoint(url, generate_secret())], log, FAST)
-            task = d.submit(alert)
+        async with scripted_server([stall]) as (url, received):
+            first = WebhookDispatcher([endpoint(url, secret)], log, FAST)
+            await asyncio.to_thread(first.enqueue, alert)
+            first.start()
             while not received:
                 await asyncio.sleep(0.01)
-            await d.aclose(grace_s=0)
+            await first.aclose(grace_s=0)  # the process stops mid-request
             release.set()
-            return task.cancelled()
+            between = log.delivery(alert.alert_id, "ops")
+            async with WebhookDispatcher([endpoint(url, secret)], log, FAST) as second:
+                outcome = await second.deliver(alert)  # the replayed alert finds its row
+            return None if between is None else between.status, outcome, received
 
-    assert run(scenario()) is True
-    assert "interrupted" in log.failed[(alert.alert_id, "ops")]
-    assert not log.delivered
+    between, outcome, received = run(scenario())
+    assert between == DeliveryStatus.PENDING  # not failed, not lost
+    assert outcome == {"ops": DeliveryOutcome.DELIVERED}
+    assert len(received) == 2
+    assert {r.headers["webhook-id"] for r in received} == {alert.alert_id}  # idempotency key
+    assert log.delivered == {(alert.alert_id, "ops")}
+
+
+def test_pending_deliveries_are_sent_after_a_restart_without_any_new_alert() -> None:
+    log, secret = OutboxLog(), generate_secret()
+    alerts = [make_alert(started_at=1_700_000_000.0 + i) for i in range(3)]
+    patient = FAST.model_copy(update={"horizon_s": 60.0})
+
+    async def scenario() -> list[Received]:
+        async with (
+            scripted_server([], default=503) as (url, received),
+            WebhookDispatcher([endpoint(url, secret)], log, patient) as d,
+        ):
+            for alert in alerts:
+                await asyncio.to_thread(d.enqueue, alert)
+            d.start()
+            while len(received) < 3:
+                await asyncio.sleep(0.01)
+        async with (
+            scripted_server([]) as (url, received),  # the receiver is back
+            WebhookDispatcher([endpoint(url, secret)], log, patient) as d,
+        ):
+            d.start()  # nothing enqueued in this lifetime: the outbox has it all
+            while len(log.delivered) < 3:
+                await asyncio.sleep(0.02)
+            return received
+
+    received = run(scenario())
+    assert sorted(r.headers["webhook-id"] for r in received) == sorted(
+        a.alert_id for a in alerts)  # each once
+    for request in received:
+        verify([secret], request.headers, request.body)
+
+
+def test_a_failing_endpoint_opens_its_circuit_then_one_probe_closes_it() -> None:
+    log, secret = OutboxLog(), generate_secret()
+    policy = FAST.model_copy(update={"breaker_failures": 2, "breaker_cooldown_s": 1.0,
+                                     "horizon_s": 60.0})
+    alerts = [make_alert(started_at=1_700_000_000.0 + i) for i in range(3)]
+
+    async def scenario() -> tuple[int, int, int]:
+        calls: list[int] = []
+        alongside_probe: list[int] = []
+
+        async def answer(request: web.Request) -> web.StreamResponse:
+            calls.append(1)
+            if len(calls) <= 2:
+                return web.Response(status=503)
+            if len(calls) == 3:  # the probe: does anything else arrive meanwhile?
+                await asyncio.sleep(0.3)
+                alongside_probe.append(len(calls) - 3)
+            return web.Response(status=200)
+
+        async with (
+            scripted_server([], default=answer) as (url, _),
+            WebhookDispatcher([endpoint(url, secret)], log, policy) as d,
+        ):
+            await asyncio.to_thread(d.enqueue, alerts[0])
+            d.start()
+            while len(log.codes("ops")) < 2:  # one delivery, failed twice: circuit open
+                await asyncio.sleep(0.01)
+            for alert in alerts[1:]:
+                await asyncio.to_thread(d.enqueue, alert)
+            d.wake()
+            await asyncio.sleep(0.5)  # inside the 1 s cool-down: nothing is tried
+            while_open = len(calls)
+            while len(log.delivered) < 3:
+                await asyncio.sleep(0.02)
+        return while_open, alongside_probe[0], len(calls)
+
+    while_open, alongside_probe, total = run(scenario())
+    assert while_open == 2  # three alerts due, but the circuit is open
+    assert alongside_probe == 0  # half-open: one probe alone
+    assert total == 5  # the probe closed it: the two others followed
+
+
+def test_the_default_retry_schedule_spans_at_least_72_hours() -> None:
+    policy = RetryPolicy()
+    assert policy.horizon_s >= 72 * 3600
+    assert policy.max_delay_s <= 3600 and policy.lease_s > policy.request_timeout_s
 
 
 def test_an_alert_id_that_cannot_be_a_webhook_id_is_refused_before_claiming() -> None:
-    log = MemoryLog()
+    log = OutboxLog()
     alert = make_alert().model_copy(update={"alert_id": "a.b"})
 
     async def scenario() -> None:
@@ -570,11 +708,12 @@ def test_endpoint_configuration_is_validated() -> None:
             endpoint(url, generate_secret())
     with pytest.raises(ValidationError):
         endpoint("http://127.0.0.1/h")  # no secret
-    assert endpoint("http://127.0.0.1:8080/h?k=1", generate_secret()).url == (
-        "http://127.0.0.1:8080/h?k=1")
+    ep = endpoint("http://127.0.0.1:8080/h?k=1", generate_secret())
+    assert ep.url.get_secret_value() == "http://127.0.0.1:8080/h?k=1"
+    assert "k=1" not in repr(ep)
     ep = endpoint("http://127.0.0.1/h", generate_secret())
     with pytest.raises(ConfigurationError, match="unique"):
-        WebhookDispatcher([ep, ep], MemoryLog())
+        WebhookDispatcher([ep, ep], OutboxLog())
 
 
 def test_settings_read_endpoints_and_retry_policy_from_the_environment(
@@ -591,7 +730,7 @@ def test_settings_read_endpoints_and_retry_policy_from_the_environment(
     assert settings.retry.horizon_s == 7200 and settings.retry.request_timeout_s == 20
     assert settings.retry.initial_delay_s == RetryPolicy().initial_delay_s
     assert secret not in repr(settings)
-    assert settings.dispatcher(MemoryLog()).endpoints == (ep,)
+    assert settings.dispatcher(OutboxLog()).endpoints == (ep,)
 
     monkeypatch.setenv("VIGIL_WEBHOOKS__ENDPOINTS", json.dumps(
         [{"name": "a", "url": "https://x.example", "secrets": [secret]}] * 2))
@@ -606,7 +745,7 @@ def test_settings_read_endpoints_and_retry_policy_from_the_environment(
 def test_the_receiver_rejects_unsigned_posts_and_accepts_dispatcher_deliveries(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    secret, alert, log = generate_secret(), make_alert(), MemoryLog()
+    secret, alert, log = generate_secret(), make_alert(), OutboxLog()
     got: list[tuple[dict[str, Any], Mapping[str, str]]] = []
 
     async def scenario() -> tuple[list[tuple[int, str]], dict[str, DeliveryOutcome],
@@ -623,7 +762,7 @@ def test_the_receiver_rejects_unsigned_posts_and_accepts_dispatcher_deliveries(
             async with WebhookDispatcher([endpoint(url, secret)], log, FAST) as d:
                 first = await d.deliver(alert)
             # a second log (say, a store wiped by mistake) sends again: the receiver dedupes
-            async with WebhookDispatcher([endpoint(url, secret)], MemoryLog(), FAST) as d:
+            async with WebhookDispatcher([endpoint(url, secret)], OutboxLog(), FAST) as d:
                 again = await d.deliver(alert)
         return answers, first, again
 
@@ -641,7 +780,7 @@ def test_the_receiver_rejects_unsigned_posts_and_accepts_dispatcher_deliveries(
 
 
 def test_the_receiver_answers_500_when_its_callback_fails_so_the_sender_retries() -> None:
-    secret, log = generate_secret(), MemoryLog()
+    secret, log = generate_secret(), OutboxLog()
     calls: list[str] = []
 
     def flaky(payload: dict[str, Any], headers: Mapping[str, str]) -> None:

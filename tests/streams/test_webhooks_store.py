@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from test_webhooks import FAST, endpoint, make_alert, run, scripted_server
 
 from streams.store import Store
@@ -50,3 +52,29 @@ def test_a_permanent_failure_is_recorded_in_the_store(store: Store) -> None:
     assert delivery is not None and delivery.status == DeliveryStatus.FAILED
     assert delivery.last_error is not None and "HTTP 404" in delivery.last_error
     assert [a.status_code for a in store.delivery_attempts(alert.alert_id, "ops")] == [404]
+
+
+def test_two_dispatchers_on_one_outbox_send_each_delivery_once(store: Store) -> None:
+    secret = generate_secret()
+    alerts = [make_alert(started_at=1_700_000_000.0 + i) for i in range(20)]
+
+    async def scenario() -> list[str]:
+        async with scripted_server([]) as (url, received):
+            with Store(store.url) as other:  # a second process's connection pool
+                async with (
+                    WebhookDispatcher([endpoint(url, secret)], store, FAST) as one,
+                    WebhookDispatcher([endpoint(url, secret)], other, FAST) as two,
+                ):
+                    one.start()
+                    two.start()
+                    for i, alert in enumerate(alerts):
+                        d = one if i % 2 else two
+                        await asyncio.to_thread(d.enqueue, alert)
+                        one.wake()
+                        two.wake()
+                    while store.delivery_counts()["delivered"] < len(alerts):
+                        await asyncio.sleep(0.05)
+            return [r.headers["webhook-id"] for r in received]
+
+    ids = run(scenario())
+    assert sorted(ids) == sorted(a.alert_id for a in alerts)  # each once, none twice

@@ -1,6 +1,7 @@
 """`vigil worker` as a real process against the real broker: observations out, every kind of
 bad input set aside on the dead-letter topic, and the stream keeps flowing. And the worker's
-app in this process: a driver whose inference blocks stalls no other driver."""
+app in this process: a driver whose inference blocks stalls no other driver; a camera that
+restarts (its seq from 0 again) is observed, not skipped."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from stream_helpers import TopicFollower, running_app
 
 from streams.bench import read_topic
 from streams.broker import EmbeddedBroker
+from streams.camera import CameraAgent, open_source
 from streams.schemas import DeadLetter, FrameBatchHeader, FrameInfo, encode_frame_batch
 from streams.topics import DEAD_LETTERS, FRAMES, OBSERVATIONS
 from workers.agent import build_worker_app
-from workers.face import FaceDetection
+from workers.face import FaceDetection, create_backend
 from workers.inference import InferenceProcessor, ProcessResult, RawMessage
 from workers.perception import DriverPerception
 from workers.settings import WorkerSettings
@@ -187,3 +189,37 @@ def test_a_blocked_driver_does_not_stall_another() -> None:
             gate.set()
             producer.close()
             close()
+
+
+def test_a_restarted_camera_gets_every_frame_observed(video_dir: Path) -> None:
+    """A camera agent publishes 60 frames, stops, and starts again (a new agent: seq from 0,
+    a new session) with 50 more, through the real broker to the worker app: every frame of
+    both sessions becomes exactly one observation, and the restart is counted."""
+    source, _ = open_source(str(video_dir / "single_face.mp4"), fps=10)
+    frames = list(source)
+    processor = InferenceProcessor(
+        lambda fps: DriverPerception(create_backend("opencv"), fps=fps))
+    driver = "restarts"
+    with EmbeddedBroker() as broker:
+        broker.create_topics()
+        app, close = build_worker_app(broker.bootstrap, app_id="vigil-test-restart",
+                                      processor=processor)
+        try:
+            with running_app(app), TopicFollower(broker.bootstrap,
+                                                 OBSERVATIONS.name) as observations:
+                first = CameraAgent(broker.bootstrap, driver, "van-1", fps=10, batch=8)
+                assert first.run(iter(frames[:60]), paced=False).frames_sent == 60
+                restarted = time.time()
+                second = CameraAgent(broker.bootstrap, driver, "van-1", fps=10, batch=8)
+                assert second.run(iter(frames[:50]), paced=False).frames_sent == 50
+                assert first.session != second.session
+                observed = observations.wait_for(
+                    lambda rs: len(rs) >= 110, 120,
+                    lambda: f"worker stats {processor.stats}")
+        finally:
+            close()
+    obs = [json.loads(r.value) for r in observed if r.key == driver.encode()]
+    after = [o["seq"] for o in obs if o["captured_at"] >= restarted]
+    before = [o["seq"] for o in obs if o["captured_at"] < restarted]
+    assert before == list(range(60)) and after == list(range(50))
+    assert processor.stats.camera_restarts == 1 and processor.stats.skipped_frames == 0

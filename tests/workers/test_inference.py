@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -19,7 +20,7 @@ from streams.schemas import (
     encode_frame_batch,
 )
 from workers.face import create_backend
-from workers.inference import InferenceProcessor, RawMessage
+from workers.inference import SKIP_LOG_EVERY_S, InferenceProcessor, RawMessage
 from workers.perception import DriverPerception
 
 
@@ -70,6 +71,68 @@ def test_replayed_frames_are_not_observed_twice(processor, face_jpeg) -> None:
     value = batch("ann", 0, [face_jpeg] * 3)
     assert len(processor.process(msg(value)).observations) == 3
     assert processor.process(msg(value, offset=1)).observations == []
+
+
+def session_batch(session: str | None, seqs: range, image: bytes, t0: float) -> bytes:
+    frames = [FrameInfo(seq=s, captured_at=t0 + k / 10, width=512, height=512, size=len(image))
+              for k, s in enumerate(seqs)]
+    return encode_frame_batch(FrameBatchHeader(driver_id="ann", vehicle_id="van-9",
+                                               session=session, batch_seq=0, fps=10,
+                                               sent_at=t0, frames=frames),
+                              [image] * len(frames))
+
+
+def test_a_restarted_camera_is_processed_logged_and_counted(processor, face_jpeg,
+                                                            caplog) -> None:
+    """The camera starts again at seq 0 in a new session: its frames are observed, not taken
+    for a replay of the frames before the restart."""
+    t0 = time.time() - 60
+    first = processor.process(msg(session_batch("boot-a", range(0, 8), face_jpeg, t0)))
+    with caplog.at_level(logging.WARNING, logger="workers.inference"):
+        second = processor.process(msg(session_batch("boot-b", range(0, 5), face_jpeg, t0 + 5),
+                                       offset=1))
+    assert [o.seq for o in first.observations] == list(range(8))
+    assert [o.seq for o in second.observations] == list(range(5))
+    assert second.dead_letters == []
+    assert processor.stats.camera_restarts == 1 and processor.stats.skipped_frames == 0
+    assert "camera restarted" in caplog.text and "boot-b" in caplog.text
+    # Records of cameras older than the session field still decode and are still deduplicated.
+    old = session_batch(None, range(0, 3), face_jpeg, t0 + 10)
+    assert len(processor.process(msg(old, offset=2)).observations) == 3
+    assert processor.process(msg(old, offset=3)).observations == []
+
+
+def test_stale_frames_of_a_session_are_skipped_counted_and_logged_sparingly(face_jpeg,
+                                                                            caplog) -> None:
+    now = [1_000.0]
+    processor = InferenceProcessor(
+        lambda fps: DriverPerception(create_backend("mediapipe"), fps=fps), clock=lambda: now[0])
+    t0 = time.time() - 60
+    try:
+        with caplog.at_level(logging.WARNING, logger="workers.inference"):
+            assert len(processor.process(msg(session_batch("s1", range(0, 6), face_jpeg,
+                                                               t0))).observations) == 6
+            # A replay of the batch, then frames out of order: skipped, nothing observed twice.
+            assert processor.process(msg(session_batch("s1", range(0, 6), face_jpeg, t0),
+                                         offset=1)).observations == []
+            mixed = processor.process(msg(session_batch("s1", range(4, 9), face_jpeg, t0 + 1),
+                                          offset=2))
+            assert [o.seq for o in mixed.observations] == [6, 7, 8]
+            now[0] += 1  # soon after: counted, not logged again
+            processor.process(msg(session_batch("s1", range(2, 4), face_jpeg, t0 + 2),
+                                  offset=3))
+        assert processor.stats.skipped_frames == 6 + 2 + 2
+        assert processor.stats.camera_restarts == 0
+        lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+        assert len(lines) == 1 and "driver ann: 6 frames skipped" in lines[0]
+        now[0] += SKIP_LOG_EVERY_S
+        with caplog.at_level(logging.WARNING, logger="workers.inference"):
+            processor.process(msg(session_batch("s1", range(8, 9), face_jpeg, t0 + 3),
+                                  offset=4))
+        lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+        assert len(lines) == 2 and "driver ann: 5 frames skipped" in lines[1]
+    finally:
+        processor.close()
 
 
 def test_corrupt_jpeg_is_dead_lettered_and_good_frames_still_count(processor, face_jpeg) -> None:

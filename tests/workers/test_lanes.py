@@ -7,8 +7,6 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from workers.inference import ProcessResult, RawMessage
 from workers.lanes import AckLedger, LaneDispatcher
 
@@ -174,19 +172,67 @@ def test_submit_waits_while_max_in_flight_messages_are_pending() -> None:
     assert len(done) == 3
 
 
-def test_a_failed_publish_surfaces_in_the_agent() -> None:
+def test_results_the_producer_refuses_are_dead_lettered_and_the_lanes_go_on() -> None:
+    """The old dispatcher kept the first failed send and raised it on every later submit: one
+    oversized dead letter stopped every driver for good."""
+    published: list[ProcessResult] = []
+    acked: list[int] = []
+
+    def run_batch(msgs: list[RawMessage]) -> list[ProcessResult]:
+        return [result(m, captured_until=None) for m in msgs]
+
     async def publish(r: ProcessResult) -> None:
-        raise ConnectionError("broker gone")
+        if r.driver_id == "ann" and not r.dead_letters:
+            raise ValueError("message of 21 MiB exceeds the 5 MiB limit")  # ann's results
+        published.append(r)
+
+    async def main() -> None:
+        with ThreadPoolExecutor(2) as executor:
+            lanes = LaneDispatcher(run_batch, publish, acked.extend, executor, max_in_flight=1)
+            for offset, driver in enumerate(["ann", "bob", "ann", "bob"]):
+                await lanes.submit(msg(driver, offset), offset)
+            await lanes.join()
+            assert lanes.set_aside == 2
+
+    asyncio.run(main())
+    assert [r.driver_id for r in published] == [None, "bob", None, "bob"]
+    letters = [r.dead_letters[0][0] for r in published if r.dead_letters]
+    assert [(d.offset, d.key, d.reason.value) for d in letters] == [
+        (0, "ann", "processing_error"), (2, "ann", "processing_error")]
+    assert "21 MiB" in letters[0].error
+    assert acked == [0, 1, 2, 3]  # nothing stuck: every message is acked, in order
+
+
+def test_a_publish_failing_for_everything_is_retried_until_the_broker_is_back() -> None:
+    """Not even a dead letter goes out (the broker is unreachable): nothing is set aside or
+    acked, the lane retries, and once sends work again the results themselves go out."""
+    broker_up = asyncio.Event()
+    published: list[ProcessResult] = []
+    acked: list[int] = []
+    attempts = 0
+
+    async def publish(r: ProcessResult) -> None:
+        nonlocal attempts
+        attempts += 1
+        if not broker_up.is_set():
+            raise ConnectionError("broker gone")
+        published.append(r)
 
     async def main() -> None:
         with ThreadPoolExecutor(1) as executor:
             lanes = LaneDispatcher(lambda msgs: [result(m) for m in msgs], publish,
-                                   lambda tokens: None, executor, max_in_flight=1)
+                                   acked.extend, executor)
             await lanes.submit(msg("ann", 0), 0)
-            with pytest.raises(ConnectionError):
-                await lanes.submit(msg("ann", 1), 1)  # waits for room, then sees the failure
+            while attempts < 3:  # the results, their dead letter, the results again
+                await asyncio.sleep(0.05)
+            assert published == [] and acked == []
+            broker_up.set()
+            await lanes.join()
+            assert lanes.set_aside == 0
 
     asyncio.run(main())
+    assert [(r.driver_id, r.dead_letters) for r in published] == [("ann", [])]
+    assert acked == [0]
 
 
 def test_stop_abandons_unfinished_work_unacked() -> None:
