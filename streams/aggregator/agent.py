@@ -131,9 +131,14 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
     async def tick() -> None:
         for driver_id, agg in list(aggregators.items()):
             now = clocks[driver_id].now(time.monotonic())
-            if now is not None:
+            if now is None:
+                continue
+            try:
                 windows, alerts = agg.tick(now)
-                await publish(windows, alerts)
+            except Exception:  # one driver's broken state must not stop every driver's alerts
+                log.exception("tick of driver %s failed", driver_id)
+                continue
+            await publish(windows, alerts)
 
     @app.timer(settings.model_refresh_s, on_leader=False)
     async def refresh_drowsiness_model() -> None:
