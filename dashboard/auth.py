@@ -20,14 +20,13 @@ from typing import NoReturn
 import streamlit as st
 
 from dashboard import ui
+from dashboard.admin import first_admin
 from dashboard.settings import DashboardSettings, OidcSettings
-from streams.errors import VigilError
+from models.errors import VigilError
 from streams.store import LoginRefusedError, OperatorRole, Store
-from streams.store.passwords import generate_password
 
 log = logging.getLogger(__name__)
 
-FIRST_ADMIN = "admin"
 _WHO = "vigil_identity"  # no widget has this key, so no browser message can set it
 _LOGIN_ERROR = "login_error"
 _ORDER = list(OperatorRole)
@@ -107,26 +106,9 @@ def _log_out() -> None:
             st.logout()
 
 
-def ensure_first_admin(store: Store, password: str | None) -> None:
-    """On a store without any login, creates the admin ``admin`` with ``password``, or with
-    a random one that is logged once (the only place it is ever shown)."""
-    chosen = password or generate_password()
-    if not store.create_first_admin(FIRST_ADMIN, chosen):
-        return
-    if password:
-        log.warning("created dashboard login %r (admin) with the password in "
-                    "VIGIL_ADMIN_PASSWORD", FIRST_ADMIN)
-    else:
-        log.warning("created dashboard login %r (admin) with password %s (shown only this once; "
-                    "`vigil users add %s --role admin` sets another)",
-                    FIRST_ADMIN, chosen, FIRST_ADMIN)
-
-
 @st.cache_resource(show_spinner=False)
 def _first_admin_once(url: str, _store: Store) -> bool:
     """Once per server and database: `streamlit run` alone works out of the box too."""
-    from dashboard.launch import first_admin
-
     first_admin(_store)
     return True
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
-from streams.errors import VigilError
+from models.errors import VigilError
 from streams.processes import start_child, stop_child
 
 CHROMIUM_FLAGS = [

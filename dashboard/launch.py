@@ -31,16 +31,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from dashboard.settings import DashboardSettings
-from streams.errors import ConfigurationError, VigilError
+from dashboard.admin import first_admin
+from dashboard.settings import DashboardSettings, load_settings
+from models.errors import VigilError
+from streams.errors import ConfigurationError
 from streams.processes import start_child, stop_child
-
-if TYPE_CHECKING:
-    from streams.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +47,11 @@ class DashboardError(VigilError):
     """The dashboard server did not start (it exited, or never answered its health check)."""
 
 
-def _settings() -> DashboardSettings:
-    try:
-        return DashboardSettings()
-    except ValidationError as exc:
-        first = exc.errors()[0]  # never the input itself: it may be a secret
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigurationError(f"bad dashboard setting {where}: {first['msg']}") from None
-
-
 def auth_secrets(settings: DashboardSettings | None = None) -> Path | None:
     """Streamlit's ``st.login`` reads its OIDC client from the ``[auth]`` table of a secrets
     file: this writes one from the settings, readable by this user only, into a private
     folder that goes when this process exits -> its path (None: no provider configured)."""
-    oidc = (settings or _settings()).oidc
+    oidc = (settings or load_settings()).oidc
     if not oidc.enabled:
         return None
     missing = oidc.missing()
@@ -163,14 +150,3 @@ def serve(port: int, host: str = "127.0.0.1") -> int:
         return proc.wait()
     except KeyboardInterrupt:  # the terminal sent Streamlit the same Ctrl-C
         return proc.wait()
-
-
-def first_admin(store: Store) -> None:
-    """With local logins and none in ``store``, creates the admin: with VIGIL_ADMIN_PASSWORD,
-    else a random password that is logged once."""
-    settings = _settings()
-    if not settings.oidc.enabled:
-        from dashboard.auth import ensure_first_admin
-
-        password = settings.admin_password
-        ensure_first_admin(store, password.get_secret_value() if password else None)

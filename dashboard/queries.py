@@ -7,7 +7,7 @@ argument wherever "recent" matters, so the results are deterministic in tests.
 Nothing here imports Streamlit; ``dashboard.ui`` caches what is worth caching (Kafka lag;
 database reads stay fresh so an operator's ack shows at once). Store failures propagate as
 the store's errors (:class:`~streams.store.StoreUnavailableError`, ...), all
-:class:`streams.errors.VigilError`.
+:class:`models.errors.VigilError`.
 """
 
 from __future__ import annotations
@@ -23,19 +23,21 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from streams.aggregator.config import AggregatorConfig
+from models.errors import VigilError
 from streams.clips import UnsafePathError, clip_path
-from streams.errors import InputError, VigilError
-from streams.schemas import AlertReason, AlertState, Severity, sensing_words
+from streams.errors import InputError
+from streams.schemas import (
+    AlertReason,
+    AlertState,
+    DriverState,
+    Severity,
+    sensing_words,
+    state_reason_words,
+)
 from streams.store import AlertFlag, DeliveryStatus, Store, StoredAlert
 from streams.topics import CONSUMER_GROUPS, TopicSpec
 
 log = logging.getLogger(__name__)
-
-_RULES = AggregatorConfig()
-# A window whose eye state was untrusted for at least this share of its length cannot say the
-# driver is awake, whatever its few measured seconds say.
-DEGRADED_WINDOW_SHARE = 0.5
 
 
 
@@ -62,6 +64,9 @@ STATUSES: tuple[Status, ...] = (
     Status("no_face", "No face", "violet", "#7b1fa2"),
     Status("cannot_monitor", "Cannot monitor eyes", "blue", "#1565c0"),
     Status("offline", "Offline", "gray", "#757575"),
+    # The latest window was stored before the aggregator decided window states (migration
+    # 0007) and nothing else says anything: not known to be awake.
+    Status("unknown", "State unknown", "gray", "#9e9e9e"),
     Status("alert", "Awake", "green", "#2e7d32"),  # "alert" as in KSS: no sign of fatigue
 )
 STATUS = {s.key: s for s in STATUSES}
@@ -76,6 +81,13 @@ _REASON_STATUS: dict[str, str] = {
     AlertReason.NO_FACE: "no_face",
     AlertReason.CAMERA_BLOCKED: "no_face",
     AlertReason.SENSING_DEGRADED: "cannot_monitor",
+}
+# The state the aggregator decided for a window (WindowMetrics.state) -> the dashboard's.
+_WINDOW_STATUS: dict[str, str | None] = {
+    DriverState.DROWSY: "drowsy",
+    DriverState.NO_FACE: "no_face",
+    DriverState.CANNOT_MONITOR: "cannot_monitor",
+    DriverState.AWAKE: None,  # says nothing against what the alerts say
 }
 # drivers.last_state is free-form; these spellings map onto the dashboard's states.
 _STATE_SYNONYMS = {
@@ -100,7 +112,7 @@ def _state_of(last_state: str | None) -> str | None:
         return None
     key = last_state.strip().lower()
     key = _STATE_SYNONYMS.get(key, key)
-    return key if key in STATUS else None
+    return key if key in STATUS and key != "unknown" else None  # unknown: about windows
 
 
 def _ts(epoch: float | None) -> pd.Timestamp | None:
@@ -122,11 +134,14 @@ def fleet_status(
     otherwise the worst of what the unresolved alerts of the last ``recent_alert_s`` say
     (unresponsive, sleep/microsleep -> asleep, drowsiness -> drowsy, distraction ->
     distracted, no face/camera blocked -> no face, sensing degraded -> cannot monitor eyes),
-    what the latest window says (KSS or PERCLOS at the drowsy criterion -> drowsy, frames
-    without a face -> no face, eye state untrusted for ``DEGRADED_WINDOW_SHARE`` of it ->
-    cannot monitor eyes) and the stored ``last_state``; ``alert`` (awake) when none of them
-    says anything. ``status_detail``: the status in words with its cause where there is one
-    ("Cannot monitor eyes — eyes hidden (sunglasses, a hand or glare)").
+    the state the aggregator stored with the latest window, if it closed within
+    ``offline_after_s`` (drowsy, no face, cannot monitor eyes; ``unknown`` for a window stored
+    before the aggregator decided states), and the stored ``last_state``; ``alert`` (awake)
+    when none of them says anything. Nothing here applies a threshold to the signals: the
+    aggregator decided. ``status_detail``: the status in words with its cause where there is
+    one ("Cannot monitor eyes — eyes hidden (sunglasses, a hand or glare)"). ``window_state``
+    and ``window_reasons``: the latest window's stored state (``unknown`` for a window stored
+    before states were decided, None without a window) and its reasons in words.
     """
     entries = store.fleet_overview()
     recent = [
@@ -152,15 +167,10 @@ def fleet_status(
         else:
             said = [_REASON_STATUS[r] for r in active if r in _REASON_STATUS]
             if m is not None and m.window_end >= now - offline_after_s:
-                kss = max((k for k in (m.kss, m.drowsiness_kss) if k is not None), default=None)
-                if (kss is not None and kss >= _RULES.kss_info) or (
-                    m.perclos is not None and m.perclos >= _RULES.perclos_drowsy
-                ):
-                    said.append("drowsy")
-                if m.frames > 0 and m.face_frames == 0:
-                    said.append("no_face")
-                if m.degraded_s >= DEGRADED_WINDOW_SHARE * (m.window_end - m.window_start):
-                    said.append("cannot_monitor")
+                window = "unknown" if m.state is None else _WINDOW_STATUS.get(m.state)
+                if window is not None:
+                    said.append(window)
+                if window == "cannot_monitor":
                     cause = m.sensing or cause
             stored = _state_of(e.last_state)
             if stored is not None:
@@ -179,6 +189,8 @@ def fleet_status(
                 "fatigue_score": None if m is None else m.fatigue_score,
                 "kss": None if m is None else m.kss,
                 "drowsiness_state": None if m is None else m.drowsiness_state,
+                "window_state": None if m is None else _window_state(m.state),
+                "window_reasons": "" if m is None else _reasons(m.state_reasons),
                 "blink_rate_per_min": None if m is None else m.blink_rate_per_min,
                 "open_alerts": e.open_alerts,
                 "active_reasons": ", ".join(active),
@@ -198,6 +210,8 @@ def fleet_status(
         "fatigue_score",
         "kss",
         "drowsiness_state",
+        "window_state",
+        "window_reasons",
         "blink_rate_per_min",
         "open_alerts",
         "active_reasons",
@@ -213,6 +227,14 @@ def fleet_status(
         na_position="last",
     )
     return frame.reset_index(drop=True)
+
+
+def _window_state(state: DriverState | None) -> str:
+    return "unknown" if state is None else state.value
+
+
+def _reasons(codes: Iterable[str]) -> str:
+    return ", ".join(state_reason_words(c) for c in codes)
 
 
 def _detail(status: str, sensing: str | None) -> str:
@@ -260,6 +282,7 @@ SERIES_COLUMNS = (
     "drowsiness_model",
     "degraded_s",
     "sensing",
+    "state",
 )
 
 

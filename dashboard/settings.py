@@ -27,9 +27,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.errors import ConfigurationError
 from streams.store import OperatorRole
 
 
@@ -96,3 +97,13 @@ class DashboardSettings(BaseSettings):
     lockout_s: float = Field(default=300.0, gt=0)
     admin_password: SecretStr | None = Field(default=None, validation_alias="VIGIL_ADMIN_PASSWORD")
     oidc: OidcSettings = OidcSettings()
+
+
+def load_settings() -> DashboardSettings:
+    """The settings from the environment; a bad one raises a ConfigurationError naming it."""
+    try:
+        return DashboardSettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]  # never the input itself: it may be a secret
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigurationError(f"bad dashboard setting {where}: {first['msg']}") from None

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from dashboard import queries
 from dashboard.settings import DashboardSettings
-from streams.errors import ConfigurationError, VigilError
+from models.errors import VigilError
+from streams.errors import ConfigurationError
 from streams.settings import StreamSettings
 from streams.store import DatabaseSettings, Store, StoreNotMigratedError, StoreUnavailableError
 

@@ -7,6 +7,7 @@ be rebuilt (:mod:`models.checkpoint`).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from streams.errors import VigilError
+from models.errors import VigilError
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 # batch size -> the positional inputs of one forward call at the paper's deployment size
@@ -44,6 +45,15 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+# The networks that register themselves on import: loaded on the first look-up, so that
+# importing anything from `models` (its root exception, say) does not import them all.
+BUILTIN_MODULES = ("models.au", "models.blink", "models.drowsiness", "models.eyestate",
+                   "models.fatigue", "models.gan")
+
+
+def _load_builtin() -> None:
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
 
 
 def register_model(name: str, example: ExampleInputs) -> Callable[[Builder], Builder]:
@@ -65,6 +75,7 @@ def unregister_model(name: str) -> None:
 
 
 def model_entry(name: str) -> ModelEntry:
+    _load_builtin()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -73,6 +84,7 @@ def model_entry(name: str) -> ModelEntry:
 
 
 def list_models() -> list[ModelEntry]:
+    _load_builtin()
     return [_REGISTRY[n] for n in sorted(_REGISTRY)]
 
 

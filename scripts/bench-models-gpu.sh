@@ -22,7 +22,7 @@ for e in list_models(): print(e.name)')
 fi
 mkdir -p "$out"
 for model in "${models[@]}"; do
-  "$py" -m streams.cli bench models --model "$model" --gpu-batches "$batches" --repeats 3 \
+  "$py" -m vigil bench models --model "$model" --gpu-batches "$batches" --repeats 3 \
     --json > "$out/$model.json"
   "$py" -c 'import json, sys
 from models.bench import GpuRun, ModelBench, format_report

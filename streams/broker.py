@@ -19,7 +19,8 @@ from types import TracebackType
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streams.errors import ConfigurationError, VigilError
+from models.errors import VigilError
+from streams.errors import ConfigurationError
 from streams.processes import free_port, start_child, stop_child
 from streams.topics import ALL_TOPICS, TopicSpec
 

@@ -1,4 +1,7 @@
-"""The camera agent: frames from a camera, file, RTSP stream or the simulator -> Kafka.
+"""The camera agent: frames from a camera, file, RTSP stream or an injected source -> Kafka.
+
+Sources other than OpenCV's come from above: the `vigil` command hands :func:`open_source` a
+scheme for the driver simulator (``sim:PROFILE[:SEED]``), so this layer imports no trainer.
 
 Two threads: capture paces the source in real time, encodes JPEGs and appends finished
 batches to a bounded outbox; the sender publishes the outbox in order through an idempotent
@@ -15,13 +18,12 @@ up with an InputError (so `vigil camera` exits non-zero); a file that ends is si
 
 from __future__ import annotations
 
-import itertools
 import logging
 import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import cv2
@@ -37,36 +39,27 @@ from streams.topics import FRAMES
 log = logging.getLogger(__name__)
 
 FrameSource = Iterator[np.ndarray]
-SIM_SEGMENT_S = 300.0
+# (the spec after "SCHEME:", fps, default seed) -> frames the agent paces (not live)
+SourceOpener = Callable[[str, float, int], FrameSource]
 RECONNECT_FIRST_S = 0.5
 RECONNECT_MAX_S = 5.0
 
 
 def open_source(spec: str, fps: float, seed: int = 0,
-                reconnect_for_s: float = CameraSettings().reconnect_for_s
+                reconnect_for_s: float = CameraSettings().reconnect_for_s,
+                schemes: Mapping[str, SourceOpener] | None = None
                 ) -> tuple[FrameSource, bool]:
-    """spec -> (frames, is_live). Live sources (devices, RTSP) pace themselves; files and the
-    simulator are paced by the agent.
+    """spec -> (frames, is_live). Live sources (devices, RTSP) pace themselves; files and
+    ``schemes`` sources (the simulator) are paced by the agent.
 
-    spec: ``sim:PROFILE[:SEED]``, a device index (``0``), an RTSP/HTTP URL, or a video file.
+    spec: ``SCHEME:REST`` for a scheme in ``schemes`` (``sim:PROFILE[:SEED]`` when the
+    caller gives the simulator's), a device index (``0``), an RTSP/HTTP URL, or a video file.
     InputError: the source does not open; while iterating, a file with no readable frame, or
     a live source that stopped delivering and did not come back within ``reconnect_for_s``.
     """
-    if spec.startswith("sim:"):
-        from training.simulator import live_frames
-
-        parts = spec.split(":")
-        profile = parts[1]
-        sim_seed = int(parts[2]) if len(parts) > 2 else seed
-
-        def simulated() -> FrameSource:
-            # Endless: 5-minute timelines one after another (a whole shift up front would
-            # take long to plan); the seed also picks the face, so drivers look different.
-            for segment in itertools.count():
-                yield from live_frames(profile, SIM_SEGMENT_S, sim_seed * 1000 + segment,
-                                       index=sim_seed, fps=fps)
-
-        return simulated(), False
+    scheme, colon, rest = spec.partition(":")
+    if colon and schemes and scheme in schemes:
+        return schemes[scheme](rest, fps, seed), False
     live = spec.isdigit() or "://" in spec
     target: int | str = int(spec) if spec.isdigit() else spec
     cap = cv2.VideoCapture(target)

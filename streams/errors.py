@@ -1,12 +1,11 @@
-"""The one root exception and its families.
+"""The families of the one root exception, :class:`models.errors.VigilError`.
 
-Every error Vigil raises on purpose derives from :class:`VigilError`, so callers (the CLI, the
-stream agents) can tell our errors from bugs and report them in one line.
+Every error Vigil raises on purpose derives from :class:`~models.errors.VigilError` (import it
+from :mod:`models.errors`), so callers (the CLI, the stream agents) can tell our errors from
+bugs and report them in one line.
 """
 
-
-class VigilError(Exception):
-    """Root of every error Vigil raises on purpose."""
+from models.errors import VigilError
 
 
 class InputError(VigilError):

@@ -380,6 +380,45 @@ class Observation(Record):
 # --- windows and alerts -----------------------------------------------------------------
 
 
+# PERCLOS (P80) at which a window reads drowsy (Wierwille et al. 1994; Dinges & Grace 1998): the
+# aggregator's default criterion (AggregatorConfig.perclos_drowsy), a reference line on charts.
+PERCLOS_DROWSY = 0.15
+
+
+class DriverState(StrEnum):
+    """What the aggregator decided a closed window says about its driver, worst first
+    (``WindowMetrics.state``; streams.aggregator.state)."""
+
+    DROWSY = "drowsy"
+    NO_FACE = "no_face"  # frames arrived, none showed a face
+    CANNOT_MONITOR = "cannot_monitor"  # eye state untrusted for much of the window
+    AWAKE = "awake"  # none of the above: no sign of fatigue ("alert" on the KSS)
+
+
+class StateReason(StrEnum):
+    """A condition the aggregator found in a window, behind its ``state``."""
+
+    KSS_WARNING = "kss_warning"  # KSS >= kss_warning: must warn (EU DDAW)
+    KSS_INFO = "kss_info"  # KSS >= kss_info (and below kss_warning): may warn
+    PERCLOS = "perclos"  # PERCLOS >= perclos_drowsy
+    NO_FACE = "no_face"  # frames, none with a face
+    SENSING_DEGRADED = "sensing_degraded"  # eye state untrusted for degraded_window_share of it
+
+
+STATE_REASON_WORDS: dict[str, str] = {
+    StateReason.KSS_WARNING: "KSS at the must-warn level",
+    StateReason.KSS_INFO: "KSS at the may-warn level",
+    StateReason.PERCLOS: "PERCLOS at the drowsy criterion",
+    StateReason.NO_FACE: "no face in view",
+    StateReason.SENSING_DEGRADED: "eyes not measurable for much of it",
+}
+
+
+def state_reason_words(code: str) -> str:
+    """A window state reason in an operator's words (a code this version lacks: its words)."""
+    return STATE_REASON_WORDS.get(code, code.replace("_", " "))
+
+
 class WindowMetrics(Record):
     """Per-driver statistics of one closed time window."""
 
@@ -413,6 +452,11 @@ class WindowMetrics(Record):
     # most frequent reason; the window's eye statistics leave those seconds out.
     degraded_s: float = Field(default=0.0, ge=0)
     sensing: str | None = Field(default=None, max_length=32)
+    # What the aggregator decided the window says about the driver, and why (every condition it
+    # found; streams.aggregator.state). None: a window from before the aggregator decided it
+    # (as stored before migration 0007), whose state is unknown.
+    state: DriverState | None = None
+    state_reasons: list[StateReason] = Field(default_factory=list, max_length=8)
 
 
 class AlertReason(StrEnum):

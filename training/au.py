@@ -77,9 +77,8 @@ import logging
 import math
 import re
 import sys
-import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +86,9 @@ import cv2
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from models.au import BP4D_AUS, VARIANTS, SATNet, occurrence_weights, weighted_bce
-from models.checkpoint import save_checkpoint
 from models.registry import create_model, model_entry
 from streams.errors import ConfigurationError, InputError
 from training.augment import apply_photo_augment, sample_photo_augment
@@ -103,29 +101,30 @@ from training.clips import (
     ClipWriter,
     FrameCropper,
     clip_indices,
+    crop_frames,
     defaults_help,
-    flag_default,
     init_trunk,
     natural_key,
     normalise,
-    seed_everything,
     split_groups,
     video_frames,
     window_starts,
 )
-from training.loop import (
-    CheckpointSpec,
-    EvalFn,
-    FitConfig,
-    StepFn,
-    TrainResult,
-    fit,
-    json_ready,
-    plot_roc,
-    torch_threads,
-    write_json,
-)
 from training.metrics import binary_metrics, roc_curve
+from training.recipe import (
+    Roc,
+    Stage,
+    Task,
+    TrainConfig,
+    TrainResult,
+    add_run_arguments,
+    add_source_arguments,
+    config_values,
+    report,
+    train,
+    training_windows,
+    validation_start,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +143,9 @@ SIMULATED_DEFAULTS: dict[str, Any] = {
 
 
 @dataclass
-class AUTrainConfig:
-    """Everything an AU training run needs; defaults are the paper's (§IV-A).
+class AUTrainConfig(TrainConfig):
+    """Everything an AU training run needs (:class:`training.recipe.TrainConfig` and these);
+    defaults are the paper's (§IV-A).
 
     data_dir or simulated: the frames (see the module docstring). aus: the AU numbers to
     detect (BP4D's 12; DISFA's are 1 2 4 6 9 12 25 26). intensity: labels are 0-5 intensities
@@ -154,11 +154,8 @@ class AUTrainConfig:
     ablation (:data:`models.au.VARIANTS`). size: S; clip_length: T; stride: frames between
     windows. crop/engine: as in :mod:`training.fatigue`. fps: the frames' rate (BP4D 25).
     init_2d: a 2D ResNet-18 state dict for the trunk. monitor/patience: early stopping.
-    sim_*: the simulated drivers (module docstring)."""
+    sim_stride: frames between simulated windows."""
 
-    out_dir: Path
-    data_dir: Path | None = None
-    simulated: bool = False
     aus: tuple[int, ...] = BP4D_AUS
     intensity: bool = False
     intensity_threshold: float = 2.0
@@ -173,41 +170,22 @@ class AUTrainConfig:
     monitor: str = "mean_f1"
     patience: int | None = 8
     size: int = 224
-    clip_length: int = 16
     stride: int = 16
     crop: str = "align"
-    engine: str = "mediapipe"
     fps: float = 25.0
     val_fraction: float = 1 / 3
-    augment: bool = True
     init_2d: Path | None = None
-    device: str = "cpu"
-    threads: int | None = None
-    seed: int = 0
-    resume: bool = False
-    progress: bool = True
-    num_workers: int = 0
-    sim_drivers: int = 3
-    sim_seconds: float = 30.0
-    sim_fps: float = 10.0
-    sim_profile: str = "drowsy"
     sim_stride: int = 8
 
     def __post_init__(self) -> None:
-        self.out_dir = Path(self.out_dir)
-        self.data_dir = None if self.data_dir is None else Path(self.data_dir)
-        self.init_2d = None if self.init_2d is None else Path(self.init_2d)
         self.aus = tuple(int(a) for a in self.aus)
-        if (self.data_dir is None) == (not self.simulated):
-            raise ConfigurationError("give exactly one of a data directory or simulated=True")
+        super().__post_init__()
+        self.init_2d = None if self.init_2d is None else Path(self.init_2d)
         if not self.aus or len(set(self.aus)) != len(self.aus):
             raise ConfigurationError(f"aus must be distinct AU numbers, got {self.aus}")
         if self.simulated and not set(self.aus) <= set(SIM_AUS):
             raise ConfigurationError(f"the simulator renders AUs {SIM_AUS} only, not "
                                      f"{sorted(set(self.aus) - set(SIM_AUS))}")
-        if self.monitor not in self.monitors():
-            raise ConfigurationError(f"unknown monitor {self.monitor!r}; choose one of "
-                                     f"{sorted(self.monitors())}")
         if self.variant not in VARIANTS:
             raise ConfigurationError(f"unknown variant {self.variant!r}; choose one of "
                                      f"{VARIANTS}")
@@ -216,13 +194,8 @@ class AUTrainConfig:
         if self.size < 32 or self.clip_length < 1:
             raise ConfigurationError(f"size must be at least 32 and clip_length at least 1, "
                                      f"got {self.size} and {self.clip_length}")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigurationError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if min(self.epochs, self.batch_size, self.decay_every, self.stride, self.sim_stride) < 1:
-            raise ConfigurationError("epochs, batch_size, decay_every and the strides must be "
-                                     "at least 1")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigurationError(f"device {self.device!r} asked for, but torch sees no CUDA")
+        if min(self.decay_every, self.stride, self.sim_stride) < 1:
+            raise ConfigurationError("decay_every and the strides must be at least 1")
 
     @property
     def names(self) -> list[str]:
@@ -441,7 +414,6 @@ def windows_from_truths(truths: Sequence[Path], config: AUTrainConfig, folder: P
                         ) -> ClipData:
     """Labelled windows cut from simulator videos along their truth JSON files; the last
     ``val_fraction`` of the drivers validate (module docstring)."""
-    n_val = max(1, round(config.val_fraction * len(truths))) if len(truths) > 1 else 0
     length = config.clip_length
     writer = ClipWriter(folder, length, config.size)
     cropper = FrameCropper(config.crop, config.size, config.engine)
@@ -451,23 +423,11 @@ def windows_from_truths(truths: Sequence[Path], config: AUTrainConfig, folder: P
             truth = json.loads(Path(truth_path).read_text())
             fps = float(truth["fps"])
             labels = simulated_labels(truth, config.aus)
-            crops: list[np.ndarray | None] = []
-            for k, frame in enumerate(video_frames(Path(truth_path).parent / truth["video"])):
-                if not k:
-                    cropper.start_clip(frame.shape)
-                try:
-                    crops.append(cropper(frame, 1000.0 / fps))
-                except InputError:
-                    crops.append(None)
+            video = Path(truth_path).parent / truth["video"]
+            crops = list(crop_frames(video_frames(video), cropper, 1000.0 / fps))
             n = min(len(crops), len(labels))
-            if d >= len(truths) - n_val:
-                val_from = 0  # a validation driver
-            else:  # a training driver; with one driver only, its last part validates
-                val_from = n if n_val else int(n * (1 - config.val_fraction))
-            for s in window_starts(n, length, config.sim_stride):
-                is_val = s >= val_from
-                if not is_val and s + length > val_from:
-                    continue  # would overlap the validation frames
+            val_from = validation_start(d, len(truths), n, config.val_fraction)
+            for s, is_val in training_windows(n, length, config.sim_stride, val_from):
                 clip_id = f"{truth['driver_id']}/{s:05d}"
                 span = crops[s:s + length]
                 if len(span) < length or any(c is None for c in span):
@@ -485,15 +445,7 @@ def windows_from_truths(truths: Sequence[Path], config: AUTrainConfig, folder: P
 
 
 def _data_key(config: AUTrainConfig) -> dict[str, Any]:
-    keys = ("aus", "intensity", "intensity_threshold", "size", "clip_length", "stride", "crop",
-            "engine", "seed", "val_fraction", "fps")
-    key: dict[str, Any] = {k: getattr(config, k) for k in keys}
-    if config.simulated:
-        key.update(simulated={k: getattr(config, k) for k in (
-            "sim_drivers", "sim_seconds", "sim_fps", "sim_profile", "sim_stride")})
-    else:
-        key.update(data_dir=str(Path(str(config.data_dir)).resolve()))
-    return key
+    return AUTask(config).data_key()
 
 
 def counts(data: ClipData, names: Sequence[str]) -> dict[str, Any]:
@@ -510,37 +462,6 @@ def counts(data: ClipData, names: Sequence[str]) -> dict[str, Any]:
     return {"train_clips": int((~val).sum()), "val_clips": int(val.sum()),
             "skipped_clips": len(data.skipped), "train_rates": rates(~val),
             "val_rates": rates(val)}
-
-
-def load_windows(config: AUTrainConfig) -> ClipData:
-    """The run's windows: reused from ``out_dir/clips`` on resume when prepared alike, else
-    prepared there."""
-    folder = config.out_dir / "clips"
-    if config.resume:
-        cached = ClipData.load(folder, _data_key(config))
-        if cached is not None:
-            log.info("reusing %d prepared windows from %s", len(cached.ids), folder)
-            return cached
-    started = time.monotonic()
-    if config.simulated:
-        from training.simulator import simulate_set
-
-        truths = simulate_set(config.out_dir / "sim", config.sim_drivers, config.sim_seconds,
-                              config.seed, config.sim_profile, fps=config.sim_fps)
-        data = windows_from_truths(truths, config, folder)
-    else:
-        assert config.data_dir is not None
-        data = windows_from_dir(config.data_dir, config, folder)
-    found = counts(data, config.names)
-    log.info("prepared %d windows in %.1f s: %s", len(data.ids), time.monotonic() - started,
-             found)
-    if not found["train_clips"] or not found["val_clips"]:
-        where = "the simulated set" if config.simulated else str(config.data_dir)
-        raise InputError(f"{where}: no usable training or validation windows after skipping "
-                         f"{found['skipped_clips']} ({found}); " + (
-                             "simulate more drivers or seconds" if config.simulated
-                             else LAYOUT))
-    return data
 
 
 def au_weights(targets: np.ndarray, names: Sequence[str]) -> torch.Tensor:
@@ -610,38 +531,6 @@ def au_metrics(labels: np.ndarray, probabilities: np.ndarray, names: Sequence[st
     return out
 
 
-def predict(model: nn.Module, batches: Iterable[Any], weights: torch.Tensor
-            ) -> tuple[float, np.ndarray, np.ndarray]:
-    """(mean loss per window, labels (N, K) and probabilities (N, K) per frame)."""
-    total, count, labels_all, probs_all = 0.0, 0, [], []
-    for frames, labels in batches:
-        logits = model(frames).float()
-        total += float(masked_weighted_bce(logits, labels, weights)) * len(labels)
-        count += len(labels)
-        labels_all.append(labels.flatten(0, 1).cpu().numpy())
-        probs_all.append(torch.sigmoid(logits).flatten(0, 1).cpu().numpy())
-    k = len(weights)
-    if not count:
-        return math.nan, np.zeros((0, k), np.float32), np.zeros((0, k))
-    return total / count, np.concatenate(labels_all), np.concatenate(probs_all)
-
-
-def make_step(weights: torch.Tensor) -> StepFn:
-    def step(model: nn.Module, batch: Any) -> torch.Tensor:
-        frames, labels = batch
-        return masked_weighted_bce(model(frames), labels, weights)
-
-    return step
-
-
-def make_evaluate(weights: torch.Tensor, names: Sequence[str]) -> EvalFn:
-    def evaluate(model: nn.Module, batches: Iterable[Any]) -> dict[str, float]:
-        loss, labels, probs = predict(model, batches, weights)
-        return {"val_loss": loss, **au_metrics(labels, probs, names)}
-
-    return evaluate
-
-
 def preprocessing(config: AUTrainConfig, fps: float) -> dict[str, Any]:
     """What the checkpoint tells the workers about the inputs."""
     return {"clip_length": config.clip_length, "size": [config.size, config.size],
@@ -660,15 +549,9 @@ def initial_model(config: AUTrainConfig) -> SATNet:
     return model
 
 
-def train_au(config: AUTrainConfig) -> TrainResult:
-    """Prepares the windows, trains, and writes the outputs listed in the module docstring."""
-    with torch_threads(config.threads):
-        return _train(config)
-
-
-def _roc(out_dir: Path, labels: np.ndarray, probs: np.ndarray, names: Sequence[str]
-         ) -> dict[str, Path]:
-    """roc.json (per AU and pooled) and roc.png (pooled) where both classes occur."""
+def au_roc(labels: np.ndarray, probs: np.ndarray, names: Sequence[str]) -> Roc | None:
+    """labels, probs (N, K) per frame -> per-AU and pooled curves (roc.json), the pooled one
+    plotted; None when the pooled frames hold one class only."""
     known = labels >= 0
     curves: dict[str, Any] = {}
     for i, name in enumerate(names):
@@ -678,76 +561,87 @@ def _roc(out_dir: Path, labels: np.ndarray, probs: np.ndarray, names: Sequence[s
             curves[name] = {"fpr": fpr, "tpr": tpr, "thresholds": thr}
     pooled_y, pooled_p = labels[known], probs[known]
     if not ((pooled_y == 1).any() and (pooled_y == 0).any()):
-        log.warning("the validation frames hold one class only: no ROC curve")
-        return {}
+        return None
     fpr, tpr, thr = roc_curve(pooled_y, pooled_p)
     curves["pooled"] = {"fpr": fpr, "tpr": tpr, "thresholds": thr}
-    plot_roc(out_dir / "roc.png", fpr, tpr, "AUs, all frames pooled (validation)")
-    write_json(out_dir / "roc.json", curves)
-    return {"roc_plot": out_dir / "roc.png", "roc": out_dir / "roc.json"}
+    return Roc(curves, fpr, tpr, "AUs, all frames pooled (validation)")
 
 
-def _train(config: AUTrainConfig) -> TrainResult:
-    started = time.monotonic()
-    config.out_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(config.seed)
-    windows = load_windows(config)
-    names = config.names
-    data: dict[str, Any] = {**counts(windows, names), "skipped": windows.skipped}
-    train_idx, val_idx = np.flatnonzero(~windows.is_val), np.flatnonzero(windows.is_val)
-    weights = au_weights(windows.targets[train_idx], names).to(config.device)
-    data["weights"] = dict(zip(names, weights.tolist(), strict=True))
-    pin = config.device.startswith("cuda")
-    # A last batch of one clip would leave batch norm one value per channel at small sizes.
-    train_loader = DataLoader(AUWindows(windows, train_idx, config.augment),
-                              batch_size=config.batch_size, shuffle=True,
-                              drop_last=len(train_idx) > config.batch_size,
-                              num_workers=config.num_workers, pin_memory=pin)
-    val_loader = DataLoader(AUWindows(windows, val_idx), batch_size=config.batch_size,
-                            num_workers=config.num_workers, pin_memory=pin)
-    args = config.model_args()
-    spec = CheckpointSpec(MODEL_NAME, args, preprocessing(config, windows.fps))
+class AUTask(Task[AUTrainConfig]):
+    """The AU network in the recipe: labelled windows, SGD (Nesterov) with the rate
+    ×lr_decay every decay_every epochs, the masked weighted BCE with weights from the training
+    frames, per-AU F1/AUC and their means."""
 
-    seed_everything(config.seed)
-    model = initial_model(config)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                nesterov=True, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.decay_every, config.lr_decay)
-    fit_config = FitConfig(epochs=config.epochs, monitor=config.monitor,
-                           mode=config.monitors()[config.monitor], patience=config.patience,
-                           device=config.device, progress=config.progress, resume=config.resume,
-                           stage=STAGE)
-    result = fit(model, optimizer, train_loader, val_loader, make_step(weights),
-                 make_evaluate(weights, names), config.out_dir, spec, fit_config, scheduler)
+    name = STAGE
+    model_name = MODEL_NAME
+    layout = LAYOUT
+    data_fields = ("aus", "intensity", "intensity_threshold", "size", "clip_length", "stride",
+                   "crop", "engine", "seed", "val_fraction", "fps")
+    sim_fields = ("sim_drivers", "sim_seconds", "sim_fps", "sim_profile", "sim_stride")
+    stage_names = (STAGE,)
+    unit = "windows"
 
-    model.eval()
-    device = torch.device(config.device)
-    with torch.no_grad():
-        batches = ((f.to(device), y.to(device)) for f, y in val_loader)
-        loss, labels, probs = predict(model, batches, weights)
-    metrics: dict[str, Any] = {"val_loss": loss, **au_metrics(labels, probs, names),
-                               "threshold": 0.5, "best_epoch": result.best_epoch,
-                               "monitor": config.monitor}
-    files = {"history": result.history_path, "loss_plot": result.plot_path,
-             **_roc(config.out_dir, labels, probs, names)}
-    checkpoint = config.out_dir / "au.pt"
-    save_checkpoint(checkpoint, model, MODEL_NAME, args, spec.preprocessing,
-                    {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
-    files["checkpoint"] = checkpoint
-    files["metrics"] = config.out_dir / "metrics.json"
-    elapsed = time.monotonic() - started
-    write_json(files["metrics"], {
-        "validation": metrics, "data": data,
-        "training": {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                     "stopped_early": result.stopped_early, **result.best_metrics},
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        "elapsed_s": elapsed})
-    per_au = ", ".join(f"{n} F1 {metrics[f'f1_{n}']:.3f} AUC {metrics[f'auc_{n}']:.3f}"
-                       for n in names)
-    log.info("AU training done in %.0f s: mean F1 %.3f, mean AUC %.3f (%s) on %d validation "
-             "windows; %d skipped; %s", elapsed, metrics["mean_f1"], metrics["mean_auc"], per_au,
-             data["val_clips"], data["skipped_clips"], checkpoint)
-    return TrainResult(checkpoint, metrics, data, result, files, elapsed)
+    def __init__(self, config: AUTrainConfig) -> None:
+        super().__init__(config)
+        self.weights = torch.ones(len(config.aus))  # set from the training frames by setup
+
+    def from_dir(self, root: Path, folder: Path) -> ClipData:
+        return windows_from_dir(root, self.config, folder)
+
+    def from_truths(self, truths: Sequence[Path], folder: Path) -> ClipData:
+        return windows_from_truths(truths, self.config, folder)
+
+    def counts(self, data: ClipData) -> dict[str, Any]:
+        return counts(data, self.config.names)
+
+    def dataset(self, data: ClipData, indices: np.ndarray, augment: bool = False
+                ) -> AUWindows:
+        return AUWindows(data, indices, augment)
+
+    def setup(self, data: ClipData, train_idx: np.ndarray) -> dict[str, Any]:
+        names = self.config.names
+        self.weights = au_weights(data.targets[train_idx], names).to(self.config.device)
+        return {"weights": dict(zip(names, self.weights.tolist(), strict=True))}
+
+    def preprocessing(self, fps: float) -> dict[str, Any]:
+        return preprocessing(self.config, fps)
+
+    def stages(self) -> Iterator[Stage]:
+        config = self.config
+        model = initial_model(config)
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                    nesterov=True, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.decay_every,
+                                                    config.lr_decay)
+        yield Stage(STAGE, config.epochs, model, optimizer, scheduler)
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames (B, T, 3, S, S), labels (B, T, K) -> (masked weighted BCE, logits)."""
+        frames, labels = batch
+        logits = model(frames).float()
+        return masked_weighted_bce(logits, labels, self.weights), logits
+
+    def readout(self, outputs: torch.Tensor, batch: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and probabilities (B, T, K)."""
+        return batch[1].cpu().numpy(), torch.sigmoid(outputs).cpu().numpy()
+
+    def metrics(self, truth: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+        k = len(self.config.aus)
+        return au_metrics(truth.reshape(-1, k), outputs.reshape(-1, k), self.config.names)
+
+    def roc(self, truth: np.ndarray, outputs: np.ndarray) -> Roc | None:
+        k = len(self.config.aus)
+        return au_roc(truth.reshape(-1, k), outputs.reshape(-1, k), self.config.names)
+
+    def headline(self, metrics: dict[str, Any]) -> str:
+        per_au = ", ".join(f"{n} F1 {metrics[f'f1_{n}']:.3f} AUC {metrics[f'auc_{n}']:.3f}"
+                           for n in self.config.names)
+        return f"mean F1 {metrics['mean_f1']:.3f}, mean AUC {metrics['mean_auc']:.3f} ({per_au})"
+
+
+def train_au(config: AUTrainConfig) -> TrainResult:
+    """Prepares the windows, trains, and writes the outputs listed in the module docstring."""
+    return train(AUTask(config))
 
 
 # ---------------------------------------------------------------- command line
@@ -757,24 +651,19 @@ def _help(name: str) -> str:
     return defaults_help(AUTrainConfig, SIMULATED_DEFAULTS, name)
 
 
-_FLAGS = ("aus", "intensity_threshold", "epochs", "batch_size", "lr", "momentum", "weight_decay",
-          "lr_decay", "decay_every", "variant", "patience", "monitor", "size", "clip_length",
-          "stride", "crop", "engine", "fps", "val_fraction", "device", "threads", "seed",
-          "sim_drivers", "sim_seconds", "sim_fps", "sim_profile", "sim_stride")
+# the flags beyond :data:`training.recipe.COMMON_FLAGS` whose default depends on --simulated
+_FLAGS = ("aus", "intensity_threshold", "momentum", "weight_decay", "lr_decay", "decay_every",
+          "variant", "size", "stride", "crop", "sim_stride")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vigil train au``; unset ones take the paper's values, or
     :data:`SIMULATED_DEFAULTS` with ``--simulated``."""
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, metavar="DIR",
-                        help="DIR/<subject>/<sequence>/<frames> with DIR/<subject>/"
-                        "<sequence>.csv (frame, AU1, AU2, ...) (or DIR/{train,test}/...)")
-    source.add_argument("--simulated", action="store_true",
-                        help=f"train on driver-simulator frames labelled with AUs {SIM_AUS} "
-                        "(small CPU configuration)")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
-                        help="checkpoint, metrics, plots and resumable state go here")
+    add_source_arguments(
+        parser, "DIR/<subject>/<sequence>/<frames> with DIR/<subject>/<sequence>.csv (frame, "
+        "AU1, AU2, ...) (or DIR/{train,test}/...)",
+        f"train on driver-simulator frames labelled with AUs {SIM_AUS} (small CPU "
+        "configuration)")
     add = parser.add_argument
     add("--aus", type=int, nargs="+", metavar="N", help="AU numbers to detect "
         + _help("aus"))
@@ -802,41 +691,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--fps", type=float, help="frame rate of the --data frames " + _help("fps"))
     add("--val-fraction", type=float, help="held-out share of subjects without a test split, "
         "of the drivers with --simulated " + _help("val_fraction"))
-    add("--no-augment", action="store_true", help="no training augmentation")
     add("--init-2d", type=Path, metavar="PT", help="torchvision-layout 2D ResNet-18 state dict "
         "for the trunk (the paper's ImageNet start; none ships)")
-    add("--device", help="cpu, cuda or cuda:N " + _help("device"))
-    add("--threads", type=int, help="torch CPU threads (default: torch's; 1 is fastest on a "
-        "busy CPU)")
-    add("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
-    add("--resume", action="store_true", help="continue from --out's training state")
-    add("--seed", type=int, help=_help("seed"))
-    add("--no-progress", action="store_true", help="no progress bars")
-    add("--sim-drivers", type=int, help=_help("sim_drivers"))
-    add("--sim-seconds", type=float, help=_help("sim_seconds"))
-    add("--sim-fps", type=float, help=_help("sim_fps"))
-    add("--sim-profile", help="alert, drowsy, distracted or mixed " + _help("sim_profile"))
     add("--sim-stride", type=int, help="frames between training windows "
         + _help("sim_stride"))
-    add("--json", action="store_true", help="print the result as JSON on stdout")
+    add_run_arguments(parser, AUTrainConfig, SIMULATED_DEFAULTS)
 
 
 def config_from_args(args: argparse.Namespace) -> AUTrainConfig:
     """An :class:`AUTrainConfig` from parsed flags (see :func:`add_arguments`)."""
-    values = {name: getattr(args, name) if getattr(args, name, None) is not None
-              else flag_default(AUTrainConfig, SIMULATED_DEFAULTS, name, args.simulated)
-              for name in _FLAGS}
-    values["patience"] = values["patience"] or None
+    values = config_values(AUTrainConfig, SIMULATED_DEFAULTS, _FLAGS, args)
     values["aus"] = tuple(values["aus"])
-    return AUTrainConfig(
-        out_dir=args.out, data_dir=args.data, simulated=args.simulated,
-        intensity=args.intensity, augment=not args.no_augment, init_2d=args.init_2d,
-        num_workers=args.workers, resume=args.resume, progress=not args.no_progress, **values)
+    return AUTrainConfig(intensity=args.intensity, init_2d=args.init_2d, **values)
 
 
 def run(args: argparse.Namespace) -> int:
     """``vigil train au``: trains and reports; VigilErrors propagate to the CLI."""
-    result = train_au(config_from_args(args))
-    if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(json_ready(result.to_dict())) + "\n")
-    return 0
+    return report(train_au(config_from_args(args)), args)

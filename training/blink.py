@@ -73,9 +73,9 @@ import json
 import logging
 import math
 import sys
-import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from models.blink import (
     ALPHA,
@@ -98,32 +98,35 @@ from models.blink import (
     student_from,
     teacher_logits,
 )
-from models.checkpoint import save_checkpoint
 from models.registry import create_model, model_entry
 from streams.errors import ConfigurationError, InputError
 from training.clips import (
     IMAGE_SUFFIXES,
     FaceFinder,
     clip_indices,
+    defaults_help,
     natural_key,
     normalise,
     seed_everything,
 )
-from training.loop import (
-    CheckpointSpec,
-    EvalFn,
-    FitConfig,
-    FitResult,
-    StepFn,
-    fit,
-    json_ready,
-    plot_roc,
-    torch_threads,
-    write_json,
+from training.loop import FitResult, write_json
+from training.metrics import binary_metrics
+from training.recipe import (
+    Roc,
+    Stage,
+    Task,
+    TrainConfig,
+    TrainResult,
+    add_run_arguments,
+    add_source_arguments,
+    binary_roc,
+    config_values,
+    report,
+    train,
+    validation_start,
 )
-from training.metrics import binary_metrics, roc_curve
-from workers.face import FaceDetection
 from workers.face.crops import eye_regions
+from workers.face.engine import FaceDetection
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +157,9 @@ SIMULATED_DEFAULTS: dict[str, Any] = {
 
 
 @dataclass
-class BlinkTrainConfig:
-    """Everything a blink training run needs; defaults are the paper's (§V).
+class BlinkTrainConfig(TrainConfig):
+    """Everything a blink training run needs (:class:`training.recipe.TrainConfig` and
+    these); defaults are the paper's (§V).
 
     data_dir or simulated: the clips (see the module docstring). epochs: per stage (teacher,
     then student; ``student_epochs`` overrides the student's). lr/peak_lr/warmup_epochs/
@@ -164,12 +168,9 @@ class BlinkTrainConfig:
     fps: frame rate of the clips under ``data_dir`` (recorded in the checkpoint; simulated runs
     record ``sim_fps``). net: "paper" or "small" widths; model_overrides: further builder
     arguments. monitor/patience: early stopping. engine: face backend for clips without
-    eyes.json. distill: run the student stage (the paper does). threads: torch CPU threads
-    (None: torch's default; 1 is much faster on a CPU other jobs keep busy)."""
+    eyes.json. distill: run the student stage (the paper does). blink_jitter: training windows
+    per simulated blink."""
 
-    out_dir: Path
-    data_dir: Path | None = None
-    simulated: bool = False
     epochs: int = 100
     student_epochs: int | None = None
     batch_size: int = 8
@@ -183,38 +184,19 @@ class BlinkTrainConfig:
     alpha: float = ALPHA
     temperature: float = 1.0
     distill: bool = True
-    monitor: str = "val_loss"
     patience: int | None = 20
     face_size: tuple[int, int] = FACE_SIZE
     region_size: int = REGION_SIZE
     clip_length: int = CLIP_LENGTH
-    fps: float = 30.0
-    val_fraction: float = 0.2
-    augment: bool = True
     net: str = "paper"
     model_overrides: dict[str, Any] = field(default_factory=dict)
-    engine: str = "mediapipe"
-    device: str = "cpu"
-    threads: int | None = None
-    seed: int = 0
-    resume: bool = False
-    progress: bool = True
-    num_workers: int = 0
-    sim_drivers: int = 3
-    sim_seconds: float = 30.0
     sim_fps: float = 15.0
     sim_profile: str = "mixed"
     blink_jitter: int = 3
 
     def __post_init__(self) -> None:
-        self.out_dir = Path(self.out_dir)
-        self.data_dir = None if self.data_dir is None else Path(self.data_dir)
         self.face_size = (int(self.face_size[0]), int(self.face_size[1]))
-        if (self.data_dir is None) == (not self.simulated):
-            raise ConfigurationError("give exactly one of a data directory or simulated=True")
-        if self.monitor not in MONITORS:
-            raise ConfigurationError(f"unknown monitor {self.monitor!r}; choose one of "
-                                     f"{sorted(MONITORS)}")
+        super().__post_init__()
         if self.net not in NETS:
             raise ConfigurationError(f"unknown net size {self.net!r}; choose one of "
                                      f"{sorted(NETS)}")
@@ -224,16 +206,15 @@ class BlinkTrainConfig:
         if not 5 <= self.region_size <= min(self.face_size):
             raise ConfigurationError(f"region_size {self.region_size} must be at least 5 and "
                                      f"fit the face crop {self.face_size}")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigurationError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if self.epochs < 1 or self.batch_size < 1 or self.decay_every < 1:
-            raise ConfigurationError("epochs, batch_size and decay_every must be at least 1")
+        if self.decay_every < 1:
+            raise ConfigurationError("decay_every must be at least 1")
         if self.model_overrides.get("eyes", "both") != "both" or \
                 self.model_overrides.get("num_eyes", 2) != 2:
             raise ConfigurationError("the blink trainer trains eyes='both' with 2 eyes (one "
                                      "label per clip); per-eye models are not supported here")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigurationError(f"device {self.device!r} asked for, but torch sees no CUDA")
+
+    def monitors(self) -> dict[str, str]:
+        return MONITORS
 
     def model_args(self) -> dict[str, Any]:
         """The builder's full argument set (defaults included, so the checkpoint rebuilds the
@@ -553,21 +534,10 @@ def clips_from_dir(root: Path, config: BlinkTrainConfig, progress: bool = False)
                     (config.clip_length, h, w, 3))
 
 
-def clips_from_simulator(sim_dir: Path, config: BlinkTrainConfig) -> ClipSet:
-    """Renders ``config.sim_drivers`` simulated drivers into ``sim_dir`` and cuts blink and
-    non-blink clips from their videos along the truth (module docstring)."""
-    from training.simulator import simulate_set
-
-    truths = simulate_set(sim_dir, config.sim_drivers, config.sim_seconds, config.seed,
-                          config.sim_profile, fps=config.sim_fps)
-    return clips_from_truths(truths, config)
-
-
 def clips_from_truths(truths: Sequence[Path], config: BlinkTrainConfig) -> ClipSet:
     """Blink and non-blink clips cut from simulator videos along their truth JSON files
     (``vigil.sim.truth/1``, the videos beside them); the last ``val_fraction`` of the drivers
     validate (module docstring)."""
-    n_val = max(1, round(config.val_fraction * len(truths))) if len(truths) > 1 else 0
     cropper = FaceCropper(config.engine, config.face_size, config.region_size)
     length = config.clip_length
     faces, centers, labels, is_val, ids = [], [], [], [], []
@@ -577,10 +547,7 @@ def clips_from_truths(truths: Sequence[Path], config: BlinkTrainConfig) -> ClipS
             truth = json.loads(truth_path.read_text())
             crops = _read_simulated(Path(truth_path).parent / truth["video"], truth, cropper)
             n = len(crops)
-            if d >= len(truths) - n_val:
-                val_from = 0  # a validation driver
-            else:  # a training driver; with one driver only, its last part validates
-                val_from = n if n_val else int(n * (1 - config.val_fraction))
+            val_from = validation_start(d, len(truths), n, config.val_fraction)
             windows = simulated_windows(truth, n, length, val_from, config.blink_jitter)
             for s, label, clip_id in windows:
                 span = crops[s:s + length]
@@ -679,71 +646,17 @@ def lr_factor(epoch: int, config: BlinkTrainConfig) -> float:
         (epoch - config.warmup_epochs) // config.decay_every)
 
 
-def _losses(model: nn.Module, batch: Any, config: BlinkTrainConfig,
-            teacher: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(total loss, logits) of a batch: L_T without a teacher, L_S with one."""
-    faces, centers, labels = batch
-    assert isinstance(model, BlinkEyelidNet)
-    details = model.forward_with_details(faces, centers)
-    soft = None if teacher is None else teacher_logits(teacher, faces, centers)
-    losses = blink_loss(details, labels, centers, soft, lambdas=config.lambdas,
-                        margin=config.margin, alpha=config.alpha,
-                        temperature=config.temperature)
-    return losses.total, details.logits
-
-
-def make_step(config: BlinkTrainConfig, teacher: nn.Module | None = None) -> StepFn:
-    def step(model: nn.Module, batch: Any) -> torch.Tensor:
-        return _losses(model, batch, config, teacher)[0]
-
-    return step
-
-
-def predict(model: nn.Module, batches: Iterable[Any], config: BlinkTrainConfig,
-            teacher: nn.Module | None = None) -> tuple[float, np.ndarray, np.ndarray]:
-    """(mean loss, labels (N,), blink probabilities (N,)) over ``batches``."""
-    total, count, labels, scores = 0.0, 0, [], []
-    for batch in batches:
-        loss, logits = _losses(model, batch, config, teacher)
-        n = len(batch[2])
-        total, count = total + float(loss) * n, count + n
-        labels.append(batch[2].cpu().numpy())
-        scores.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
-    if not count:
-        return float("nan"), np.zeros(0, np.int64), np.zeros(0)
-    return total / count, np.concatenate(labels), np.concatenate(scores)
-
-
-def make_evaluate(config: BlinkTrainConfig, teacher: nn.Module | None = None) -> EvalFn:
-    def evaluate(model: nn.Module, batches: Iterable[Any]) -> dict[str, float]:
-        loss, labels, scores = predict(model, batches, config, teacher)
-        return {"val_loss": loss, **binary_metrics(labels, scores)}
-
-    return evaluate
-
-
 @dataclass
-class BlinkResult:
-    """What :func:`train_blink` produced."""
-
-    checkpoint: Path
-    metrics: dict[str, Any]
-    data: dict[str, Any]
-    teacher: FitResult
-    student: FitResult | None
-    files: dict[str, Path]
-    elapsed_s: float
+class BlinkResult(TrainResult):
+    """What :func:`train_blink` produced: the recipe's result with its two stages."""
 
     @property
-    def skipped_clips(self) -> int:
-        return int(self.data["skipped_clips"])
+    def teacher(self) -> FitResult:
+        return self.fits["teacher"]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"checkpoint": str(self.checkpoint), "metrics": self.metrics, "data": self.data,
-                "files": {k: str(v) for k, v in self.files.items()},
-                "teacher_epochs": self.teacher.epochs_run,
-                "student_epochs": None if self.student is None else self.student.epochs_run,
-                "elapsed_s": round(self.elapsed_s, 1)}
+    @property
+    def student(self) -> FitResult | None:
+        return self.fits.get("student")
 
 
 def preprocessing(config: BlinkTrainConfig, fps: float) -> dict[str, Any]:
@@ -754,242 +667,168 @@ def preprocessing(config: BlinkTrainConfig, fps: float) -> dict[str, Any]:
             "eye_order": "image", "crop": "workers.face.crops.eye_regions"}
 
 
-def _data_key(config: BlinkTrainConfig) -> dict[str, Any]:
-    keys = ("face_size", "region_size", "clip_length", "engine", "seed", "val_fraction", "fps")
-    key: dict[str, Any] = {k: getattr(config, k) for k in keys}
-    if config.simulated:
-        key.update(simulated={k: getattr(config, k) for k in (
-            "sim_drivers", "sim_seconds", "sim_fps", "sim_profile", "blink_jitter")})
-    else:
-        key.update(data_dir=str(Path(str(config.data_dir)).resolve()))
-    return key
+class BlinkTask(Task[BlinkTrainConfig]):
+    """The blink network in the recipe: labelled clips with eye centres, a teacher on L_T,
+    then a student self-distilled on L_S (Adam, the paper's two-rate schedule each), binary
+    blink metrics."""
 
+    name = "blink"
+    model_name = MODEL_NAME
+    layout = LAYOUT
+    data_fields = ("face_size", "region_size", "clip_length", "engine", "seed", "val_fraction",
+                   "fps")
+    sim_fields = ("sim_drivers", "sim_seconds", "sim_fps", "sim_profile", "blink_jitter")
+    stage_names = ("teacher", "student")
+    drop_last = False
+    result_type = BlinkResult
 
-def load_clips(config: BlinkTrainConfig) -> ClipSet:
-    """The run's clips: reused from ``out_dir/clips`` on resume when prepared alike, else
-    prepared (and saved there)."""
-    folder = config.out_dir / "clips"
-    key = _data_key(config)
-    if config.resume:
-        cached = ClipSet.load(folder, key)
-        if cached is not None:
-            log.info("reusing %d prepared clips from %s", len(cached.labels), folder)
-            return cached
-    started = time.monotonic()
-    if config.simulated:
-        clips = clips_from_simulator(config.out_dir / "sim", config)
-    else:
-        assert config.data_dir is not None
-        clips = clips_from_dir(config.data_dir, config, config.progress)
-    counts = clips.counts()
-    log.info("prepared %d clips in %.1f s: %s", len(clips.labels), time.monotonic() - started,
-             counts)
-    train = ~clips.is_val
-    for label, name in enumerate(LABELS):
-        if not (clips.labels[train] == label).any():
-            where = "simulated set" if config.simulated else str(config.data_dir)
-            raise InputError(f"{where}: no usable {name} clips to train on after skipping "
-                             f"{counts['skipped_clips']} clip(s) ({counts}); " + (
-                                 "simulate more drivers or seconds" if config.simulated
-                                 else LAYOUT))
-    if not clips.is_val.any():
-        raise InputError(f"no validation clips ({counts}); add clips or a test split")
-    clips.save(folder, key)
-    return clips
+    def load_prepared(self, folder: Path, key: dict[str, Any]) -> ClipSet | None:
+        return ClipSet.load(folder, key)
 
+    def keep(self, data: Any, folder: Path, key: dict[str, Any]) -> None:
+        data.save(folder, key)
 
-def _stage(name: str, model: BlinkEyelidNet, train: DataLoader[Any], val: DataLoader[Any],
-           config: BlinkTrainConfig, epochs: int, spec: CheckpointSpec,
-           teacher: nn.Module | None) -> FitResult:
-    optimizer = torch.optim.Adam(parameter_groups(model, config.lr))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda epoch: lr_factor(epoch, config))
-    fit_config = FitConfig(epochs=epochs, monitor=config.monitor, mode=MONITORS[config.monitor],
-                           patience=config.patience, device=config.device,
-                           progress=config.progress, resume=config.resume, stage=name)
-    return fit(model, optimizer, train, val, make_step(config, teacher),
-               make_evaluate(config, teacher), config.out_dir, spec, fit_config, scheduler)
+    def from_dir(self, root: Path, folder: Path) -> ClipSet:
+        return clips_from_dir(root, self.config, self.config.progress)
+
+    def from_truths(self, truths: Sequence[Path], folder: Path) -> ClipSet:
+        return clips_from_truths(truths, self.config)
+
+    def counts(self, data: ClipSet) -> dict[str, Any]:
+        return data.counts()
+
+    def check(self, data: ClipSet, found: dict[str, Any]) -> None:
+        """InputError unless both classes are there to train on and clips to validate on."""
+        train = ~data.is_val
+        for label, name in enumerate(LABELS):
+            if not (data.labels[train] == label).any():
+                raise InputError(f"{self.where()}: no usable {name} clips to train on after "
+                                 f"skipping {found['skipped_clips']} clip(s) ({found}); "
+                                 + self.hint())
+        if not data.is_val.any():
+            raise InputError(f"no validation clips ({found}); add clips or a test split")
+
+    def dataset(self, data: ClipSet, indices: np.ndarray, augment: bool = False
+                ) -> BlinkClips:
+        return BlinkClips(data, indices, augment)
+
+    def preprocessing(self, fps: float) -> dict[str, Any]:
+        return preprocessing(self.config, fps)
+
+    def stages(self) -> Iterator[Stage]:
+        config = self.config
+        teacher = create_model(MODEL_NAME, **config.model_args())
+        assert isinstance(teacher, BlinkEyelidNet)
+        yield self._stage("teacher", teacher, config.epochs, None)
+        if config.distill:
+            teacher.eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+            seed_everything(config.seed + 1)
+            student = student_from(teacher)
+            yield self._stage("student", student, config.student_epochs or config.epochs,
+                              teacher)
+
+    def _stage(self, name: str, model: BlinkEyelidNet, epochs: int,
+               teacher: nn.Module | None) -> Stage:
+        config = self.config
+        optimizer = torch.optim.Adam(parameter_groups(model, config.lr))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: lr_factor(epoch, config))
+        loss = None if teacher is None else partial(self.loss, teacher=teacher)
+        return Stage(name, epochs, model, optimizer, scheduler, loss)
+
+    def loss(self, model: nn.Module, batch: Any, teacher: nn.Module | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(total loss, logits (B, 2)) of a batch: L_T without a teacher, L_S with one."""
+        faces, centers, labels = batch
+        assert isinstance(model, BlinkEyelidNet)
+        details = model.forward_with_details(faces, centers)
+        soft = None if teacher is None else teacher_logits(teacher, faces, centers)
+        config = self.config
+        losses = blink_loss(details, labels, centers, soft, lambdas=config.lambdas,
+                            margin=config.margin, alpha=config.alpha,
+                            temperature=config.temperature)
+        return losses.total, details.logits
+
+    def readout(self, outputs: torch.Tensor, batch: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Labels (B,) and blink probabilities (B,)."""
+        return batch[2].cpu().numpy(), torch.softmax(outputs.float(), dim=-1)[:, 1].cpu().numpy()
+
+    def metrics(self, truth: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+        return binary_metrics(truth, outputs)
+
+    def roc(self, truth: np.ndarray, outputs: np.ndarray) -> Roc | None:
+        return binary_roc(truth, outputs, "blink vs no blink (validation)")
+
+    def headline(self, metrics: dict[str, Any]) -> str:
+        return (f"accuracy {metrics['accuracy']:.3f}, precision {metrics['precision']:.3f}, "
+                f"recall {metrics['recall']:.3f}, F1 {metrics['f1']:.3f}, AUC "
+                f"{metrics['auc']:.3f}")
 
 
 def train_blink(config: BlinkTrainConfig) -> BlinkResult:
     """Prepares the clips, trains the teacher (L_T), then the student (L_S, distilled from
     the teacher) and writes the outputs listed in the module docstring."""
-    with torch_threads(config.threads):
-        return _train(config)
-
-
-def _train(config: BlinkTrainConfig) -> BlinkResult:
-    started = time.monotonic()
-    config.out_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(config.seed)
-    clips = load_clips(config)
-    data: dict[str, Any] = {**clips.counts(), "skipped": clips.skipped}
-    train_idx, val_idx = np.flatnonzero(~clips.is_val), np.flatnonzero(clips.is_val)
-    pin = config.device.startswith("cuda")
-    train_loader = DataLoader(BlinkClips(clips, train_idx, config.augment),
-                              batch_size=config.batch_size, shuffle=True,
-                              num_workers=config.num_workers, pin_memory=pin)
-    val_loader = DataLoader(BlinkClips(clips, val_idx), batch_size=config.batch_size,
-                            num_workers=config.num_workers, pin_memory=pin)
-    args = config.model_args()
-    spec = CheckpointSpec(MODEL_NAME, args, preprocessing(config, clips.fps))
-
-    seed_everything(config.seed)
-    teacher = create_model(MODEL_NAME, **args)
-    assert isinstance(teacher, BlinkEyelidNet)
-    teacher_fit = _stage("teacher", teacher, train_loader, val_loader, config, config.epochs,
-                         spec, None)
-    model, student_fit = teacher, None
-    if config.distill:
-        teacher.eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        seed_everything(config.seed + 1)
-        model = student_from(teacher)
-        student_fit = _stage("student", model, train_loader, val_loader, config,
-                             config.student_epochs or config.epochs, spec, teacher)
-    final = student_fit or teacher_fit
-
-    model.eval()
-    device = torch.device(config.device)
-    with torch.no_grad():
-        batches = ((f.to(device), c.to(device), y.to(device)) for f, c, y in val_loader)
-        loss, labels, scores = predict(model, batches, config, None)
-    metrics: dict[str, Any] = {"val_loss": loss, **binary_metrics(labels, scores),
-                               "threshold": 0.5, "best_epoch": final.best_epoch,
-                               "monitor": config.monitor}
-    files = {"teacher_history": teacher_fit.history_path,
-             "teacher_loss_plot": teacher_fit.plot_path}
-    if student_fit is not None:
-        files.update(student_history=student_fit.history_path,
-                     student_loss_plot=student_fit.plot_path)
-    if (labels == 1).any() and (labels != 1).any():
-        fpr, tpr, thresholds = roc_curve(labels, scores)
-        plot_roc(config.out_dir / "roc.png", fpr, tpr, "blink vs no blink (validation)")
-        write_json(config.out_dir / "roc.json", {"fpr": fpr, "tpr": tpr,
-                                                 "thresholds": thresholds})
-        files.update(roc_plot=config.out_dir / "roc.png", roc=config.out_dir / "roc.json")
-    else:
-        log.warning("the validation clips hold one class only: no ROC curve")
-    checkpoint = config.out_dir / "blink.pt"
-    save_checkpoint(checkpoint, model, MODEL_NAME, args, spec.preprocessing,
-                    {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
-    files["checkpoint"] = checkpoint
-    files["metrics"] = config.out_dir / "metrics.json"
-    elapsed = time.monotonic() - started
-    write_json(files["metrics"], {
-        "validation": metrics, "data": data,
-        "teacher": {"best_epoch": teacher_fit.best_epoch, "epochs_run": teacher_fit.epochs_run,
-                    "stopped_early": teacher_fit.stopped_early, **teacher_fit.best_metrics},
-        "student": None if student_fit is None else {
-            "best_epoch": student_fit.best_epoch, "epochs_run": student_fit.epochs_run,
-            "stopped_early": student_fit.stopped_early, **student_fit.best_metrics},
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        "elapsed_s": elapsed})
-    log.info("blink training done in %.0f s: accuracy %.3f, precision %.3f, recall %.3f, F1 "
-             "%.3f, AUC %.3f on %d validation clips; %d clip(s) skipped; %s", elapsed,
-             metrics["accuracy"], metrics["precision"], metrics["recall"], metrics["f1"],
-             metrics["auc"], data["val_clips"], data["skipped_clips"], checkpoint)
-    return BlinkResult(checkpoint, metrics, data, teacher_fit, student_fit, files, elapsed)
+    result = train(BlinkTask(config))
+    assert isinstance(result, BlinkResult)
+    return result
 
 
 # ---------------------------------------------------------------- command line
 
 
-def _default(name: str, simulated: bool) -> Any:
-    """A config field's default: :data:`SIMULATED_DEFAULTS` for simulated runs, else the
-    paper's (the dataclass default)."""
-    if simulated and name in SIMULATED_DEFAULTS:
-        return SIMULATED_DEFAULTS[name]
-    return BlinkTrainConfig.__dataclass_fields__[name].default
+def _help(name: str) -> str:
+    return defaults_help(BlinkTrainConfig, SIMULATED_DEFAULTS, name)
 
 
-def _show(value: Any) -> str:
-    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
-
-def _defaults_help(name: str) -> str:
-    paper, sim = _default(name, False), _default(name, True)
-    if paper == sim:
-        return f"(default {_show(paper)})"
-    return f"(default {_show(paper)}; --simulated {_show(sim)})"
-
-
-# flag dest -> config field, for the flags whose default depends on --simulated
-_FLAGS = ("epochs", "student_epochs", "batch_size", "lr", "peak_lr", "warmup_epochs",
-          "decay_every", "patience", "monitor", "face_size", "region_size", "clip_length", "net",
-          "fps", "val_fraction", "engine", "device", "threads", "seed", "sim_drivers",
-          "sim_seconds", "sim_fps", "sim_profile", "blink_jitter")
+# the flags beyond :data:`training.recipe.COMMON_FLAGS` whose default depends on --simulated
+_FLAGS = ("student_epochs", "peak_lr", "warmup_epochs", "decay_every", "face_size",
+          "region_size", "net", "blink_jitter")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vigil train blink``; unset ones take the paper's values, or
     :data:`SIMULATED_DEFAULTS` with ``--simulated``."""
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, metavar="DIR",
-                        help="trimmed clips: DIR/{blink,non_blink}/<clip>/<frames> (or DIR/"
-                        "{train,test}/...), optional <clip>/eyes.json")
-    source.add_argument("--simulated", action="store_true",
-                        help="train on driver-simulator clips (small CPU configuration)")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
-                        help="checkpoint, metrics, plots and resumable state go here")
+    add_source_arguments(
+        parser, "trimmed clips: DIR/{blink,non_blink}/<clip>/<frames> (or DIR/{train,test}/...),"
+        " optional <clip>/eyes.json",
+        "train on driver-simulator clips (small CPU configuration)")
     add = parser.add_argument
-    add("--epochs", type=int, help="epochs per stage " + _defaults_help("epochs"))
+    add("--epochs", type=int, help="epochs per stage " + _help("epochs"))
     add("--student-epochs", type=int, help="student stage epochs (default: --epochs)")
     add("--no-distill", action="store_true", help="train the teacher only (no student stage)")
-    add("--batch-size", type=int, help=_defaults_help("batch_size"))
+    add("--batch-size", type=int, help=_help("batch_size"))
     add("--lr", type=float, help="attention generator's first learning rate, the rest 4x "
-        + _defaults_help("lr"))
-    add("--peak-lr", type=float, help="its rate after the warm-up " + _defaults_help("peak_lr"))
-    add("--warmup-epochs", type=int, help=_defaults_help("warmup_epochs"))
+        + _help("lr"))
+    add("--peak-lr", type=float, help="its rate after the warm-up " + _help("peak_lr"))
+    add("--warmup-epochs", type=int, help=_help("warmup_epochs"))
     add("--decay-every", type=int, help="x0.8 every this many epochs after the warm-up "
-        + _defaults_help("decay_every"))
-    add("--patience", type=int, help="early stopping, 0 disables " + _defaults_help("patience"))
+        + _help("decay_every"))
+    add("--patience", type=int, help="early stopping, 0 disables " + _help("patience"))
     add("--monitor", choices=sorted(MONITORS), help="validation metric deciding the best "
-        "epoch " + _defaults_help("monitor"))
-    add("--face-size", type=int, nargs=2, metavar=("H", "W"), help=_defaults_help("face_size"))
-    add("--region-size", type=int, help="coarse eye region side "
-        + _defaults_help("region_size"))
-    add("--clip-length", type=int, help="frames per clip " + _defaults_help("clip_length"))
-    add("--net", choices=sorted(NETS), help="network widths " + _defaults_help("net"))
+        "epoch " + _help("monitor"))
+    add("--face-size", type=int, nargs=2, metavar=("H", "W"), help=_help("face_size"))
+    add("--region-size", type=int, help="coarse eye region side " + _help("region_size"))
+    add("--clip-length", type=int, help="frames per clip " + _help("clip_length"))
+    add("--net", choices=sorted(NETS), help="network widths " + _help("net"))
     add("--fps", type=float, help="frame rate of the --data clips, recorded in the checkpoint "
-        + _defaults_help("fps"))
+        + _help("fps"))
     add("--val-fraction", type=float, help="held-out share without a test split, of the "
-        "drivers with --simulated " + _defaults_help("val_fraction"))
-    add("--no-augment", action="store_true", help="no training augmentation")
-    add("--engine", help="face engine for clips without eyes.json " + _defaults_help("engine"))
-    add("--device", help="cpu, cuda or cuda:N " + _defaults_help("device"))
-    add("--threads", type=int, help="torch CPU threads (default: torch's; 1 is fastest on a "
-        "busy CPU)")
-    add("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
-    add("--resume", action="store_true", help="continue from --out's training state")
-    add("--seed", type=int, help=_defaults_help("seed"))
-    add("--no-progress", action="store_true", help="no progress bars")
-    add("--sim-drivers", type=int, help=_defaults_help("sim_drivers"))
-    add("--sim-seconds", type=float, help=_defaults_help("sim_seconds"))
-    add("--sim-fps", type=float, help=_defaults_help("sim_fps"))
-    add("--sim-profile", help="alert, drowsy, distracted or mixed "
-        + _defaults_help("sim_profile"))
+        "drivers with --simulated " + _help("val_fraction"))
+    add("--engine", help="face engine for clips without eyes.json " + _help("engine"))
     add("--blink-jitter", type=int, help="training windows per simulated blink "
-        + _defaults_help("blink_jitter"))
-    add("--json", action="store_true", help="print the result as JSON on stdout")
+        + _help("blink_jitter"))
+    add_run_arguments(parser, BlinkTrainConfig, SIMULATED_DEFAULTS)
 
 
 def config_from_args(args: argparse.Namespace) -> BlinkTrainConfig:
     """A :class:`BlinkTrainConfig` from parsed flags (see :func:`add_arguments`)."""
-    values = {name: getattr(args, name) if getattr(args, name, None) is not None
-              else _default(name, args.simulated) for name in _FLAGS}
+    values = config_values(BlinkTrainConfig, SIMULATED_DEFAULTS, _FLAGS, args)
     values["face_size"] = tuple(values["face_size"])
-    values["patience"] = values["patience"] or None
-    return BlinkTrainConfig(
-        out_dir=args.out, data_dir=args.data, simulated=args.simulated,
-        distill=not args.no_distill, augment=not args.no_augment, num_workers=args.workers,
-        resume=args.resume, progress=not args.no_progress, **values)
+    return BlinkTrainConfig(distill=not args.no_distill, **values)
 
 
 def run(args: argparse.Namespace) -> int:
     """``vigil train blink``: trains and reports; VigilErrors propagate to the CLI."""
-    result = train_blink(config_from_args(args))
-    if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(json_ready(result.to_dict())) + "\n")
-    return 0
+    return report(train_blink(config_from_args(args)), args)

@@ -9,7 +9,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,9 @@ import torch
 from models.resnet import inflate_state_dict
 from streams.errors import ConfigurationError, InputError
 from training.loop import write_json
-from workers.face import DriverFaceTracker, FaceBackend, FaceDetection, create_backend
+from workers.face.backends import create_backend
 from workers.face.crops import align_face
+from workers.face.engine import DriverFaceTracker, FaceBackend, FaceDetection
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,20 @@ class FrameCropper:
     def close(self) -> None:
         if self.finder is not None:
             self.finder.close()
+
+
+def crop_frames(frames: Iterable[np.ndarray], cropper: FrameCropper, step_ms: float
+                ) -> Iterator[np.ndarray | None]:
+    """Each frame of one clip or video cropped by ``cropper``, None where no face was found."""
+    first = True
+    for frame in frames:
+        if first:
+            cropper.start_clip(frame.shape)
+            first = False
+        try:
+            yield cropper(frame, step_ms)
+        except InputError:
+            yield None
 
 
 def video_frames(path: Path) -> Iterator[np.ndarray]:

@@ -48,9 +48,10 @@ from typing import Any
 
 import numpy as np
 
+from models.errors import VigilError
 from streams.aggregator import AggregatorConfig, DriverAggregator
 from streams.aggregator.drowsiness import DrowsinessEstimator, DrowsinessModel
-from streams.errors import InputError, VigilError
+from streams.errors import InputError
 from streams.schemas import Alert, AlertReason
 from training.eval_perception import TRUTH_SCHEMA, match_intervals, prf
 from training.simulator.faces import default_shared_dir

@@ -51,8 +51,9 @@ from models.checkpoint import save_checkpoint
 from models.eyestate import CROP_SIZE, NAME, eyestate, eyestate_loss, normalise_crops
 from streams.errors import ConfigurationError, InputError
 from training.loop import CheckpointSpec, FitConfig, fit, json_ready, torch_threads, write_json
-from training.simulator.faces import SourceFace, default_shared_dir, raw_sources
+from training.simulator.faces import default_shared_dir, raw_sources
 from training.simulator.render import EyeRig
+from training.simulator.source import SourceFace
 from workers.signals.eyes import cut_eye_crops
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ def _labelled_frames(labels_path: Path) -> tuple[set[int], set[int]]:
 
 def _clip_sources(path: Path, group: str, every: int, labels: Path | None
                   ) -> Iterator[EyeSource]:
-    from workers.face import create_backend
+    from workers.face.backends import create_backend
 
     shut, calm = _labelled_frames(labels) if labels is not None else (set(), None)
     backend = create_backend("mediapipe")

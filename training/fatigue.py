@@ -76,18 +76,16 @@ import logging
 import math
 import statistics
 import sys
-import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from models.checkpoint import save_checkpoint
 from models.fatigue import FatigueNet, expectation, fatigue_loss, score_bins
 from models.registry import create_model, model_entry
 from streams.errors import ConfigurationError, InputError
@@ -101,29 +99,30 @@ from training.clips import (
     ClipWriter,
     FrameCropper,
     clip_indices,
+    crop_frames,
     defaults_help,
-    flag_default,
     init_trunk,
     normalise,
-    seed_everything,
     split_groups,
     video_fps,
     video_frames,
-    window_starts,
 )
-from training.loop import (
-    CheckpointSpec,
-    EvalFn,
-    FitConfig,
-    StepFn,
+from training.metrics import binary_metrics
+from training.recipe import (
+    Roc,
+    Stage,
+    Task,
+    TrainConfig,
     TrainResult,
-    fit,
-    json_ready,
-    plot_roc,
-    torch_threads,
-    write_json,
+    add_run_arguments,
+    add_source_arguments,
+    binary_roc,
+    config_values,
+    report,
+    train,
+    training_windows,
+    validation_start,
 )
-from training.metrics import binary_metrics, roc_curve
 
 log = logging.getLogger(__name__)
 
@@ -147,20 +146,17 @@ SIMULATED_DEFAULTS: dict[str, Any] = {
 
 
 @dataclass
-class FatigueTrainConfig:
-    """Everything a fatigue training run needs; defaults are the paper's (§2.5).
+class FatigueTrainConfig(TrainConfig):
+    """Everything a fatigue training run needs (:class:`training.recipe.TrainConfig` and
+    these); defaults are the paper's (§2.5).
 
     data_dir or simulated: the videos (see the module docstring). lr/weight_decay: Adam's;
     lr_decay: the factor at 1/3 and 2/3 of ``epochs``. alpha/bins/hidden/dropout: the loss and
     head (:mod:`models.fatigue`). size: S of the S×S crops; clip_length: T. crop: "align" or
     "none"; engine: the face backend for "align". fps: frame rate assumed for videos that do
     not say. init_2d: a 2D ResNet-18 state dict to inflate into the trunk. monitor/patience:
-    early stopping (patience None: never). threads: torch CPU threads (None: torch's
-    default). sim_*: the simulated drivers (module docstring)."""
+    early stopping (patience None: never). sim_stride: frames between simulated windows."""
 
-    out_dir: Path
-    data_dir: Path | None = None
-    simulated: bool = False
     epochs: int = 500
     batch_size: int = 16
     lr: float = 1e-5
@@ -170,50 +166,28 @@ class FatigueTrainConfig:
     bins: int = 10
     hidden: int = 256
     dropout: float = 0.5
-    monitor: str = "val_loss"
     patience: int | None = 20
     size: int = 224
     clip_length: int = 32
     crop: str = "align"
-    engine: str = "mediapipe"
-    fps: float = 30.0
-    val_fraction: float = 0.2
-    augment: bool = True
     init_2d: Path | None = None
-    device: str = "cpu"
-    threads: int | None = None
-    seed: int = 0
-    resume: bool = False
-    progress: bool = True
-    num_workers: int = 0
-    sim_drivers: int = 3
     sim_seconds: float = 40.0
-    sim_fps: float = 10.0
-    sim_profile: str = "drowsy"
     sim_stride: int = 8
 
     def __post_init__(self) -> None:
-        self.out_dir = Path(self.out_dir)
-        self.data_dir = None if self.data_dir is None else Path(self.data_dir)
+        super().__post_init__()
         self.init_2d = None if self.init_2d is None else Path(self.init_2d)
-        if (self.data_dir is None) == (not self.simulated):
-            raise ConfigurationError("give exactly one of a data directory or simulated=True")
-        if self.monitor not in MONITORS:
-            raise ConfigurationError(f"unknown monitor {self.monitor!r}; choose one of "
-                                     f"{sorted(MONITORS)}")
         if self.crop not in CROPS:
             raise ConfigurationError(f"unknown crop {self.crop!r}; choose one of {CROPS}")
         # The trunk halves time three times and space five times.
         if self.clip_length < 8 or self.size < 32:
             raise ConfigurationError(f"clip_length must be at least 8 and size at least 32, "
                                      f"got {self.clip_length} and {self.size}")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigurationError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if min(self.epochs, self.batch_size, self.bins - 1, self.sim_stride) < 1:
-            raise ConfigurationError("epochs, batch_size and sim_stride must be at least 1, "
-                                     "bins at least 2")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigurationError(f"device {self.device!r} asked for, but torch sees no CUDA")
+        if self.bins < 2 or self.sim_stride < 1:
+            raise ConfigurationError("bins must be at least 2, sim_stride at least 1")
+
+    def monitors(self) -> dict[str, str]:
+        return MONITORS
 
     def model_args(self) -> dict[str, Any]:
         """The builder's full argument set (defaults included)."""
@@ -339,20 +313,6 @@ def simulated_score(frames: dict[str, Any], start: int, length: int) -> float:
     return float(np.clip(max(eye, yawn), 0.0, 1.0))
 
 
-def _crop_all(frames: Iterable[np.ndarray], cropper: FrameCropper, step_ms: float
-              ) -> Iterable[np.ndarray | None]:
-    """Each frame's crop, or None where no face was found."""
-    first = True
-    for frame in frames:
-        if first:
-            cropper.start_clip(frame.shape)
-            first = False
-        try:
-            yield cropper(frame, step_ms)
-        except InputError:
-            yield None
-
-
 def _add_clip(writer: ClipWriter, crops: Sequence[np.ndarray | None], first_frame: int,
               score: float, clip_id: str, group: str, is_val: bool | None) -> None:
     missing = [k for k, c in enumerate(crops) if c is None]
@@ -371,7 +331,7 @@ def prepare_video(source: VideoSource, config: FatigueTrainConfig, cropper: Fram
     video's frame rate. Raises InputError for a video that cannot be decoded."""
     fps = video_fps(source.path, config.fps)
     length, buffer, emitted = config.clip_length, [], 0
-    for k, crop in enumerate(_crop_all(video_frames(source.path), cropper, 1000.0 / fps)):
+    for k, crop in enumerate(crop_frames(video_frames(source.path), cropper, 1000.0 / fps)):
         buffer.append(crop)
         if len(buffer) == length:
             _add_clip(writer, buffer, k + 1 - length, source.score,
@@ -417,7 +377,6 @@ def clips_from_truths(truths: Sequence[Path], config: FatigueTrainConfig, folder
     """Scored windows cut from simulator videos along their truth JSON files
     (``vigil.sim.truth/1``, the videos beside them); the last ``val_fraction`` of the drivers
     validate (module docstring)."""
-    n_val = max(1, round(config.val_fraction * len(truths))) if len(truths) > 1 else 0
     length = config.clip_length
     writer = ClipWriter(folder, length, config.size)
     cropper = FrameCropper(config.crop, config.size, config.engine)
@@ -427,16 +386,10 @@ def clips_from_truths(truths: Sequence[Path], config: FatigueTrainConfig, folder
             truth = json.loads(Path(truth_path).read_text())
             fps = float(truth["fps"])
             video = Path(truth_path).parent / truth["video"]
-            crops = list(_crop_all(video_frames(video), cropper, 1000.0 / fps))
+            crops = list(crop_frames(video_frames(video), cropper, 1000.0 / fps))
             n = len(crops)
-            if d >= len(truths) - n_val:
-                val_from = 0  # a validation driver
-            else:  # a training driver; with one driver only, its last part validates
-                val_from = n if n_val else int(n * (1 - config.val_fraction))
-            for s in window_starts(n, length, config.sim_stride):
-                is_val = s >= val_from
-                if not is_val and s + length > val_from:
-                    continue  # would overlap the validation frames
+            val_from = validation_start(d, len(truths), n, config.val_fraction)
+            for s, is_val in training_windows(n, length, config.sim_stride, val_from):
                 score = simulated_score(truth["frames"], s, length)
                 _add_clip(writer, crops[s:s + length], s, score,
                           f"{truth['driver_id']}/{s:05d}", truth["driver_id"], is_val)
@@ -447,14 +400,7 @@ def clips_from_truths(truths: Sequence[Path], config: FatigueTrainConfig, folder
 
 
 def _data_key(config: FatigueTrainConfig) -> dict[str, Any]:
-    keys = ("size", "clip_length", "crop", "engine", "seed", "val_fraction", "fps")
-    key: dict[str, Any] = {k: getattr(config, k) for k in keys}
-    if config.simulated:
-        key.update(simulated={k: getattr(config, k) for k in (
-            "sim_drivers", "sim_seconds", "sim_fps", "sim_profile", "sim_stride")})
-    else:
-        key.update(data_dir=str(Path(str(config.data_dir)).resolve()))
-    return key
+    return FatigueTask(config).data_key()
 
 
 def counts(data: ClipData) -> dict[str, Any]:
@@ -464,37 +410,6 @@ def counts(data: ClipData) -> dict[str, Any]:
             "val_clips": int(val.sum()), "val_fatigued": int((val & fatigued).sum()),
             "train_mean_score": float(data.targets[~val].mean()) if (~val).any() else None,
             "skipped_clips": len(data.skipped)}
-
-
-def load_clips(config: FatigueTrainConfig) -> ClipData:
-    """The run's clips: reused from ``out_dir/clips`` on resume when prepared alike, else
-    prepared there."""
-    folder = config.out_dir / "clips"
-    if config.resume:
-        cached = ClipData.load(folder, _data_key(config))
-        if cached is not None:
-            log.info("reusing %d prepared clips from %s", len(cached.ids), folder)
-            return cached
-    started = time.monotonic()
-    if config.simulated:
-        from training.simulator import simulate_set
-
-        truths = simulate_set(config.out_dir / "sim", config.sim_drivers, config.sim_seconds,
-                              config.seed, config.sim_profile, fps=config.sim_fps)
-        data = clips_from_truths(truths, config, folder)
-    else:
-        assert config.data_dir is not None
-        data = clips_from_dir(config.data_dir, config, folder)
-    found = counts(data)
-    log.info("prepared %d clips in %.1f s: %s", len(data.ids), time.monotonic() - started,
-             found)
-    where = "the simulated set" if config.simulated else str(config.data_dir)
-    if not found["train_clips"] or not found["val_clips"]:
-        raise InputError(f"{where}: no usable training or validation clips after skipping "
-                         f"{found['skipped_clips']} ({found}); " + (
-                             "simulate more drivers or seconds" if config.simulated
-                             else LAYOUT))
-    return data
 
 
 # ---------------------------------------------------------------- dataset and training
@@ -534,37 +449,13 @@ def fatigue_metrics(scores: np.ndarray, predicted: np.ndarray, bin_probabilities
             **binary_metrics(scores >= FATIGUED, predicted, threshold=FATIGUED)}
 
 
-def predict(model: nn.Module, batches: Iterable[Any], alpha: float
-            ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """(mean loss, scores (N,), predicted scores (N,), bin probabilities (N, k))."""
-    total, count, truth, logits_all = 0.0, 0, [], []
-    for clips, scores in batches:
-        logits = model(clips).float()
-        total, count = total + float(fatigue_loss(logits, scores, alpha)) * len(scores), \
-            count + len(scores)
-        truth.append(scores.cpu().numpy())
-        logits_all.append(logits.cpu())
-    if not count:
-        return math.nan, np.zeros(0, np.float32), np.zeros(0), np.zeros((0, 2))
-    logits = torch.cat(logits_all)
-    return (total / count, np.concatenate(truth), expectation(logits).numpy(),
-            torch.softmax(logits, -1).numpy())
-
-
-def make_step(config: FatigueTrainConfig) -> StepFn:
-    def step(model: nn.Module, batch: Any) -> torch.Tensor:
-        clips, scores = batch
-        return fatigue_loss(model(clips), scores, config.alpha)
-
-    return step
-
-
-def make_evaluate(config: FatigueTrainConfig) -> EvalFn:
-    def evaluate(model: nn.Module, batches: Iterable[Any]) -> dict[str, float]:
-        loss, scores, predicted, probs = predict(model, batches, config.alpha)
-        return {"val_loss": loss, **fatigue_metrics(scores, predicted, probs)}
-
-    return evaluate
+def expected_scores(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, k) logits -> predicted scores (N,) (the expectation transform) and bin
+    probabilities (N, k)."""
+    if not len(logits):
+        return np.zeros(0), np.zeros((0, 2))
+    tensor = torch.from_numpy(logits)
+    return expectation(tensor).numpy(), torch.softmax(tensor, -1).numpy()
 
 
 def preprocessing(config: FatigueTrainConfig, fps: float) -> dict[str, Any]:
@@ -587,80 +478,69 @@ def initial_model(config: FatigueTrainConfig) -> FatigueNet:
     return model
 
 
+class FatigueTask(Task[FatigueTrainConfig]):
+    """The fatigue network in the recipe: scored clips, Adam with the rate ×lr_decay at 1/3
+    and 2/3 of the epochs, α·CE + MSE, regression and fatigued-vs-not metrics."""
+
+    name = STAGE
+    model_name = MODEL_NAME
+    layout = LAYOUT
+    data_fields = ("size", "clip_length", "crop", "engine", "seed", "val_fraction", "fps")
+    sim_fields = ("sim_drivers", "sim_seconds", "sim_fps", "sim_profile", "sim_stride")
+    stage_names = (STAGE,)
+    threshold = FATIGUED
+
+    def from_dir(self, root: Path, folder: Path) -> ClipData:
+        return clips_from_dir(root, self.config, folder)
+
+    def from_truths(self, truths: Sequence[Path], folder: Path) -> ClipData:
+        return clips_from_truths(truths, self.config, folder)
+
+    def counts(self, data: ClipData) -> dict[str, Any]:
+        return counts(data)
+
+    def dataset(self, data: ClipData, indices: np.ndarray, augment: bool = False
+                ) -> FatigueClips:
+        return FatigueClips(data, indices, augment)
+
+    def preprocessing(self, fps: float) -> dict[str, Any]:
+        return preprocessing(self.config, fps)
+
+    def stages(self) -> Iterator[Stage]:
+        config = self.config
+        model = initial_model(config)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
+                                     weight_decay=config.weight_decay)
+        milestones = sorted({max(1, round(config.epochs / 3)),
+                             max(1, round(2 * config.epochs / 3))})
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, config.lr_decay)
+        yield Stage(STAGE, config.epochs, model, optimizer, scheduler)
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """clips (B, 3, T, S, S), scores (B,) -> (α·CE + MSE, logits (B, k))."""
+        clips, scores = batch
+        logits = model(clips).float()
+        return fatigue_loss(logits, scores, self.config.alpha), logits
+
+    def readout(self, outputs: torch.Tensor, batch: Any) -> tuple[np.ndarray, np.ndarray]:
+        return batch[1].cpu().numpy(), outputs.cpu().numpy()
+
+    def metrics(self, truth: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+        return fatigue_metrics(truth, *expected_scores(outputs))
+
+    def roc(self, truth: np.ndarray, outputs: np.ndarray) -> Roc | None:
+        return binary_roc(truth >= FATIGUED, expected_scores(outputs)[0],
+                          "fatigued (score >= 0.5) vs not (validation)")
+
+    def headline(self, metrics: dict[str, Any]) -> str:
+        return (f"MAE {metrics['mae']:.3f}, RMSE {metrics['rmse']:.3f}, bin accuracy "
+                f"{metrics['bin_accuracy']:.3f}, fatigued accuracy {metrics['accuracy']:.3f}, "
+                f"F1 {metrics['f1']:.3f}, AUC {metrics['auc']:.3f}")
+
+
 def train_fatigue(config: FatigueTrainConfig) -> TrainResult:
     """Prepares the clips, trains, and writes the outputs listed in the module docstring."""
-    with torch_threads(config.threads):
-        return _train(config)
-
-
-def _train(config: FatigueTrainConfig) -> TrainResult:
-    started = time.monotonic()
-    config.out_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(config.seed)
-    clips = load_clips(config)
-    data: dict[str, Any] = {**counts(clips), "skipped": clips.skipped}
-    train_idx, val_idx = np.flatnonzero(~clips.is_val), np.flatnonzero(clips.is_val)
-    pin = config.device.startswith("cuda")
-    # A last batch of one clip would leave batch norm one value per channel at small sizes.
-    train_loader = DataLoader(FatigueClips(clips, train_idx, config.augment),
-                              batch_size=config.batch_size, shuffle=True,
-                              drop_last=len(train_idx) > config.batch_size,
-                              num_workers=config.num_workers, pin_memory=pin)
-    val_loader = DataLoader(FatigueClips(clips, val_idx), batch_size=config.batch_size,
-                            num_workers=config.num_workers, pin_memory=pin)
-    args = config.model_args()
-    spec = CheckpointSpec(MODEL_NAME, args, preprocessing(config, clips.fps))
-
-    seed_everything(config.seed)
-    model = initial_model(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
-                                 weight_decay=config.weight_decay)
-    milestones = sorted({max(1, round(config.epochs / 3)), max(1, round(2 * config.epochs / 3))})
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, config.lr_decay)
-    fit_config = FitConfig(epochs=config.epochs, monitor=config.monitor,
-                           mode=MONITORS[config.monitor], patience=config.patience,
-                           device=config.device, progress=config.progress, resume=config.resume,
-                           stage=STAGE)
-    result = fit(model, optimizer, train_loader, val_loader, make_step(config),
-                 make_evaluate(config), config.out_dir, spec, fit_config, scheduler)
-
-    model.eval()
-    device = torch.device(config.device)
-    with torch.no_grad():
-        batches = ((c.to(device), s.to(device)) for c, s in val_loader)
-        loss, scores, predicted, probs = predict(model, batches, config.alpha)
-    metrics: dict[str, Any] = {"val_loss": loss, **fatigue_metrics(scores, predicted, probs),
-                               "threshold": FATIGUED, "best_epoch": result.best_epoch,
-                               "monitor": config.monitor}
-    files = {"history": result.history_path, "loss_plot": result.plot_path}
-    fatigued = scores >= FATIGUED
-    if fatigued.any() and (~fatigued).any():
-        fpr, tpr, thresholds = roc_curve(fatigued, predicted)
-        plot_roc(config.out_dir / "roc.png", fpr, tpr, "fatigued (score >= 0.5) vs not "
-                 "(validation)")
-        write_json(config.out_dir / "roc.json", {"fpr": fpr, "tpr": tpr,
-                                                 "thresholds": thresholds})
-        files.update(roc_plot=config.out_dir / "roc.png", roc=config.out_dir / "roc.json")
-    else:
-        log.warning("the validation clips are all fatigued or all not: no ROC curve")
-    checkpoint = config.out_dir / "fatigue.pt"
-    save_checkpoint(checkpoint, model, MODEL_NAME, args, spec.preprocessing,
-                    {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
-    files["checkpoint"] = checkpoint
-    files["metrics"] = config.out_dir / "metrics.json"
-    elapsed = time.monotonic() - started
-    write_json(files["metrics"], {
-        "validation": metrics, "data": data,
-        "training": {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                     "stopped_early": result.stopped_early, **result.best_metrics},
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        "elapsed_s": elapsed})
-    log.info("fatigue training done in %.0f s: MAE %.3f, RMSE %.3f, bin accuracy %.3f, "
-             "fatigued accuracy %.3f, F1 %.3f, AUC %.3f on %d validation clips; %d clip(s) "
-             "skipped; %s", elapsed, metrics["mae"], metrics["rmse"], metrics["bin_accuracy"],
-             metrics["accuracy"], metrics["f1"], metrics["auc"], data["val_clips"],
-             data["skipped_clips"], checkpoint)
-    return TrainResult(checkpoint, metrics, data, result, files, elapsed)
+    return train(FatigueTask(config))
 
 
 # ---------------------------------------------------------------- command line
@@ -670,23 +550,17 @@ def _help(name: str) -> str:
     return defaults_help(FatigueTrainConfig, SIMULATED_DEFAULTS, name)
 
 
-_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "lr_decay", "alpha", "bins", "patience",
-          "monitor", "size", "clip_length", "crop", "engine", "fps", "val_fraction", "device",
-          "threads", "seed", "sim_drivers", "sim_seconds", "sim_fps", "sim_profile",
-          "sim_stride")
+# the flags beyond :data:`training.recipe.COMMON_FLAGS` whose default depends on --simulated
+_FLAGS = ("weight_decay", "lr_decay", "alpha", "bins", "size", "crop", "sim_stride")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``vigil train fatigue``; unset ones take the paper's values, or
     :data:`SIMULATED_DEFAULTS` with ``--simulated``."""
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, metavar="DIR",
-                        help="DIR/videos/<name>.mp4|avi|... and DIR/labels.csv (video, score "
-                        "0-1 or level 1-5, optional subject), or DIR/{train,test}/ each so")
-    source.add_argument("--simulated", action="store_true",
-                        help="train on scored driver-simulator clips (small CPU configuration)")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
-                        help="checkpoint, metrics, plots and resumable state go here")
+    add_source_arguments(
+        parser, "DIR/videos/<name>.mp4|avi|... and DIR/labels.csv (video, score 0-1 or level "
+        "1-5, optional subject), or DIR/{train,test}/ each so",
+        "train on scored driver-simulator clips (small CPU configuration)")
     add = parser.add_argument
     add("--epochs", type=int, help=_help("epochs"))
     add("--batch-size", type=int, help=_help("batch_size"))
@@ -707,40 +581,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--fps", type=float, help="frame rate of videos that do not say " + _help("fps"))
     add("--val-fraction", type=float, help="held-out share of subjects/videos without a test "
         "split, of the drivers with --simulated " + _help("val_fraction"))
-    add("--no-augment", action="store_true", help="no training augmentation")
     add("--init-2d", type=Path, metavar="PT", help="torchvision-layout 2D ResNet-18 state dict "
         "to inflate into the trunk (the paper's transfer learning; none ships)")
-    add("--device", help="cpu, cuda or cuda:N " + _help("device"))
-    add("--threads", type=int, help="torch CPU threads (default: torch's; 1 is fastest on a "
-        "busy CPU)")
-    add("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
-    add("--resume", action="store_true", help="continue from --out's training state")
-    add("--seed", type=int, help=_help("seed"))
-    add("--no-progress", action="store_true", help="no progress bars")
-    add("--sim-drivers", type=int, help=_help("sim_drivers"))
-    add("--sim-seconds", type=float, help=_help("sim_seconds"))
-    add("--sim-fps", type=float, help=_help("sim_fps"))
-    add("--sim-profile", help="alert, drowsy, distracted or mixed " + _help("sim_profile"))
     add("--sim-stride", type=int, help="frames between training windows "
         + _help("sim_stride"))
-    add("--json", action="store_true", help="print the result as JSON on stdout")
+    add_run_arguments(parser, FatigueTrainConfig, SIMULATED_DEFAULTS)
 
 
 def config_from_args(args: argparse.Namespace) -> FatigueTrainConfig:
     """A :class:`FatigueTrainConfig` from parsed flags (see :func:`add_arguments`)."""
-    values = {name: getattr(args, name) if getattr(args, name, None) is not None
-              else flag_default(FatigueTrainConfig, SIMULATED_DEFAULTS, name, args.simulated)
-              for name in _FLAGS}
-    values["patience"] = values["patience"] or None
-    return FatigueTrainConfig(
-        out_dir=args.out, data_dir=args.data, simulated=args.simulated,
-        augment=not args.no_augment, init_2d=args.init_2d, num_workers=args.workers,
-        resume=args.resume, progress=not args.no_progress, **values)
+    return FatigueTrainConfig(init_2d=args.init_2d, **config_values(
+        FatigueTrainConfig, SIMULATED_DEFAULTS, _FLAGS, args))
 
 
 def run(args: argparse.Namespace) -> int:
     """``vigil train fatigue``: trains and reports; VigilErrors propagate to the CLI."""
-    result = train_fatigue(config_from_args(args))
-    if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(json_ready(result.to_dict())) + "\n")
-    return 0
+    return report(train_fatigue(config_from_args(args)), args)

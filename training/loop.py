@@ -47,7 +47,8 @@ from torch import nn
 from tqdm import tqdm
 
 from models.checkpoint import save_checkpoint
-from streams.errors import ConfigurationError, InputError, VigilError
+from models.errors import VigilError
+from streams.errors import ConfigurationError, InputError
 from training.metrics import auc
 
 log = logging.getLogger(__name__)
@@ -130,27 +131,6 @@ class FitResult:
     @property
     def epochs_run(self) -> int:
         return len(self.history)
-
-
-@dataclass
-class TrainResult:
-    """What a single-stage trainer (fatigue, AU) produced."""
-
-    checkpoint: Path
-    metrics: dict[str, Any]
-    data: dict[str, Any]
-    fit: FitResult
-    files: dict[str, Path]
-    elapsed_s: float
-
-    @property
-    def skipped_clips(self) -> int:
-        return int(self.data["skipped_clips"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"checkpoint": str(self.checkpoint), "metrics": self.metrics, "data": self.data,
-                "files": {k: str(v) for k, v in self.files.items()},
-                "epochs": self.fit.epochs_run, "elapsed_s": round(self.elapsed_s, 1)}
 
 
 # ---------------------------------------------------------------- pure helpers

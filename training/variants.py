@@ -41,7 +41,8 @@ import cv2
 import numpy as np
 
 from streams.errors import ConfigurationError, InputError
-from workers.face import DriverFaceTracker, FaceBackend, FaceDetection, create_backend
+from workers.face.backends import create_backend
+from workers.face.engine import DriverFaceTracker, FaceBackend, FaceDetection
 from workers.settings import PerceptionSettings
 from workers.video import VideoReader
 

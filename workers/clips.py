@@ -41,6 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.errors import VigilError
 from streams.clips import (
     CLIP_SUFFIX,
     SIDECAR_SUFFIX,
@@ -49,7 +50,6 @@ from streams.clips import (
     clip_path,
     temp_name,
 )
-from streams.errors import VigilError
 from streams.schemas import Alert, EventClip, SchemaError, decode_record
 from workers.inference import ProcessedFrame
 

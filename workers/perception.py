@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from workers.face import DriverFaceTracker, FaceBackend, create_backend
+from workers.face.backends import create_backend
+from workers.face.engine import DriverFaceTracker, FaceBackend
 from workers.settings import PerceptionSettings
 from workers.signals import BlinkConfig, BlinkDetector, EyeEvent, FrameSignals, SignalExtractor
 from workers.signals.eyes import EyeStateEstimator

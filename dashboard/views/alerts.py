@@ -11,8 +11,8 @@ from typing import Any
 import streamlit as st
 
 from dashboard import auth, queries, ui
+from models.errors import VigilError
 from streams.clips import ClipSettings
-from streams.errors import VigilError
 from streams.schemas import AlertReason, AlertState, Severity
 from streams.store import AlertFlag, OperatorRole
 

@@ -9,10 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, queries, ui
-from streams.aggregator.config import AggregatorConfig
+from streams.schemas import PERCLOS_DROWSY
 from streams.store import Store
-
-PERCLOS_DROWSY = AggregatorConfig().perclos_drowsy
 
 
 def render() -> None:
@@ -143,6 +141,18 @@ def _header(me: pd.Series) -> None:
                       "normalised against the start of the shift")
             st.metric("Blinks/min", ui.fmt(me["blink_rate_per_min"], ".1f"))
             st.metric("Open alerts", int(me["open_alerts"]))
+        if isinstance(me.get("window_state"), str):
+            st.caption(_window_words(me))
+
+
+def _window_words(me: pd.Series) -> str:
+    """What the aggregator decided about the latest window, as it stored it."""
+    state = str(me["window_state"])
+    if state == "unknown":
+        return "Latest window: state unknown (stored before the aggregator decided states)"
+    reasons = me.get("window_reasons") or ""
+    said = state.replace("_", " ")
+    return f"Latest window: {said} ({reasons})" if reasons else f"Latest window: {said}"
 
 
 def _state_label(state: object) -> str:

@@ -5,6 +5,7 @@ from streams.aggregator.clock import CaptureClock
 from streams.aggregator.config import AggregatorConfig
 from streams.aggregator.driver import STATE_VERSION, DriverAggregator
 from streams.aggregator.fatigue import KSS_LEVELS, fatigue_evidence, fatigue_score, kss_from_score
+from streams.aggregator.state import decide_window, window_state
 from streams.aggregator.windows import WindowAccumulator
 
 __all__ = [
@@ -14,7 +15,9 @@ __all__ = [
     "CaptureClock",
     "DriverAggregator",
     "WindowAccumulator",
+    "decide_window",
     "fatigue_evidence",
     "fatigue_score",
     "kss_from_score",
+    "window_state",
 ]

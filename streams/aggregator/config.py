@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from streams.errors import ConfigurationError
+from streams.schemas import PERCLOS_DROWSY
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class AggregatorConfig:
     """An action unit is active in a frame when its score is >= this."""
 
     # --- fatigue score and KSS (see streams.aggregator.fatigue) ---------------------------
-    perclos_drowsy: float = 0.15
+    perclos_drowsy: float = PERCLOS_DROWSY
     """Wierwille et al. 1994 / Dinges & Grace 1998: PERCLOS (P80) >= 0.15 is drowsy."""
     blink_duration_alert_s: float = 0.2
     blink_duration_drowsy_s: float = 0.4
@@ -80,6 +81,9 @@ class AggregatorConfig:
     degraded_min_share: float = 0.5
     """... but at least this share of the run's frames must be degraded, so a reason that
     flickers on a few frames of a measurable face raises nothing."""
+    degraded_window_share: float = 0.5
+    """A window whose eye state was untrusted for at least this share of its length cannot say
+    the driver is awake, whatever its few measured seconds say: its state is cannot_monitor."""
     camera_silence_s: float = 10.0
     """CAMERA_BLOCKED: no frames at all for this long."""
     clear_s: float = 1.0
@@ -110,8 +114,9 @@ class AggregatorConfig:
                 raise ConfigurationError(f"aggregator setting {name} must be > 0")
         if not 1 <= self.kss_info <= self.kss_warning <= 9:
             raise ConfigurationError("aggregator needs 1 <= kss_info <= kss_warning <= 9")
-        if self.degraded_min_share > 1:
-            raise ConfigurationError("aggregator degraded_min_share must lie in [0, 1]")
+        for name in ("degraded_min_share", "degraded_window_share"):
+            if getattr(self, name) > 1:
+                raise ConfigurationError(f"aggregator {name} must lie in [0, 1]")
         if not 0 < self.closed_level <= 1:
             raise ConfigurationError("aggregator closed_level must lie in (0, 1]")
         if self.blink_duration_drowsy_s <= self.blink_duration_alert_s:

@@ -59,12 +59,13 @@ frame rules, ``now`` for tick rules, the window end for DROWSINESS. ``alert_id``
 driver, reason and onset, so replaying the same observations yields the same ids.
 
 Windows: tumbling, ``window_s`` long, aligned to multiples of it; closed by :meth:`tick` once
-``now >= window_end + grace_s``. Frames arriving for a closed window are counted in
-``late_frames`` and left out of its metrics (they still drive the alert rules). Windows without
-frames inside a driver's stream are emitted with ``frames=0`` and None statistics, so the
-dashboard shows the gap, for up to ``idle_s`` after the last frame; then nothing until frames
-resume. Observations not later than the last one seen (redelivery after a restart, reordering)
-are ignored and counted in ``duplicates``.
+``now >= window_end + grace_s``, each with the driver state it says and why
+(:mod:`streams.aggregator.state`; the dashboard shows that decision as stored). Frames arriving
+for a closed window are counted in ``late_frames`` and left out of its metrics (they still
+drive the alert rules). Windows without frames inside a driver's stream are emitted with
+``frames=0`` and None statistics, so the dashboard shows the gap, for up to ``idle_s`` after the
+last frame; then nothing until frames resume. Observations not later than the last one seen
+(redelivery after a restart, reordering) are ignored and counted in ``duplicates``.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ from typing import Any
 from streams.aggregator.config import AggregatorConfig
 from streams.aggregator.drowsiness import BlinkBaseline, DrowsinessEstimate, DrowsinessEstimator
 from streams.aggregator.rules import EPS, Escalation, Latch, SensingTally, Track
+from streams.aggregator.state import decide_window
 from streams.aggregator.windows import WindowAccumulator, dominant
 from streams.errors import InputError
 from streams.schemas import (
@@ -209,6 +211,7 @@ class DriverAggregator:
             blink_window = self._blinks.window()
             if blink_window is not None and self.estimator is not None:
                 metrics = self._with_estimate(metrics, blink_window)
+            metrics = decide_window(metrics, self.config)
             windows.append(metrics)
             alerts += self._drowsiness(metrics, blink_window)
         alerts += self._tick_escalation(now)

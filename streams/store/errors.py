@@ -1,4 +1,4 @@
-"""Errors of the store. All derive from :class:`streams.errors.VigilError`.
+"""Errors of the store. All derive from :class:`models.errors.VigilError`.
 
 Retry policy for callers:
 
@@ -15,7 +15,8 @@ Retry policy for callers:
 
 from __future__ import annotations
 
-from streams.errors import ConfigurationError, InputError, VigilError
+from models.errors import VigilError
+from streams.errors import ConfigurationError, InputError
 
 
 class StoreError(VigilError):

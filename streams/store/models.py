@@ -149,6 +149,10 @@ class WindowMetricsRow(Base):
     drowsiness_model: Mapped[str | None] = mapped_column(String(64))
     degraded_s: Mapped[float] = mapped_column(Double, server_default=text("0"))
     sensing: Mapped[str | None] = mapped_column(String(32))
+    # The aggregator's decision on the window (streams.aggregator.state): a DriverState value
+    # and a list of StateReason values; NULL on windows stored before migration 0007 (unknown).
+    state: Mapped[str | None] = mapped_column(String(16))
+    state_reasons: Mapped[list[str] | None] = mapped_column(JsonDoc)
 
 
 class AlertRow(Base):

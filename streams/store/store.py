@@ -459,6 +459,7 @@ class Store:
             row = _row_values(METRICS, m, METRIC_FIELDS)
             row["au_rates"] = {k: float(v) for k, v in m.au_rates.items() if math.isfinite(v)}
             row["drowsiness_probabilities"] = _json_safe(m.drowsiness_probabilities) or None
+            row["state_reasons"] = None if m.state is None else [r.value for r in m.state_reasons]
             rows[(m.driver_id, row["window_start"])] = row  # the last of duplicates wins
             seen.append(_Seen(m.driver_id, m.vehicle_id, m.window_start, m.window_end))
         if not rows:
@@ -1327,6 +1328,7 @@ def _enum_value(enum: type[E], value: Any, what: str) -> Any:
 def _metrics(m: Mapping[Any, Any]) -> WindowMetrics:
     values = {c: m[c] for c in METRIC_FIELDS}
     values["drowsiness_probabilities"] = values["drowsiness_probabilities"] or {}
+    values["state_reasons"] = values["state_reasons"] or []
     return WindowMetrics.model_validate(values)
 
 

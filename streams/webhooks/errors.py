@@ -1,8 +1,9 @@
-"""Errors of the webhook package; all derive from :class:`streams.errors.VigilError`."""
+"""Errors of the webhook package; all derive from :class:`models.errors.VigilError`."""
 
 from __future__ import annotations
 
-from streams.errors import ConfigurationError, VigilError
+from models.errors import VigilError
+from streams.errors import ConfigurationError
 
 
 class WebhookError(VigilError):

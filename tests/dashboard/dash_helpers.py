@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streams.aggregator import decide_window
 from streams.schemas import (
     Alert,
     AlertReason,
@@ -62,7 +63,12 @@ def log_in(at: AppTest, name: str, password: str) -> AppTest:
     return at
 
 
-def window(driver: str, vehicle: str, start: float, **over: Any) -> WindowMetrics:
+def window(
+    driver: str, vehicle: str, start: float, *, decided: bool = True, **over: Any
+) -> WindowMetrics:
+    """A closed window as the aggregator emits it: with the state it decided on it (through
+    the aggregator's own decision), or, ``decided=False``, as stored before it decided states
+    (migration 0007)."""
     fields: dict[str, Any] = {
         "driver_id": driver,
         "vehicle_id": vehicle,
@@ -83,7 +89,8 @@ def window(driver: str, vehicle: str, start: float, **over: Any) -> WindowMetric
         "kss": 3,
     }
     fields.update(over)
-    return WindowMetrics(**fields)
+    metrics = WindowMetrics(**fields)
+    return decide_window(metrics) if decided else metrics
 
 
 def alert(

@@ -40,8 +40,14 @@ def test_fleet_status_worst_first(fleet: Fleet) -> None:
         "no_face": 0,
         "cannot_monitor": 0,
         "offline": 1,
+        "unknown": 0,
         "alert": 1,
     }
+    # The state the aggregator stored with Bob's latest window, and why, as it stored them.
+    assert bob["window_state"] == "drowsy"
+    assert bob["window_reasons"] == "KSS at the must-warn level, PERCLOS at the drowsy criterion"
+    alice = table.set_index("driver_id").loc["d-alice"]
+    assert (alice["window_state"], alice["window_reasons"]) == ("awake", "")
 
 
 def test_fleet_status_from_alerts_windows_and_stored_state(empty_store: Store) -> None:
@@ -81,6 +87,11 @@ def test_fleet_status_from_alerts_windows_and_stored_state(empty_store: Store) -
         "fine": "alert",
         "frozen": "unresponsive",
     }
+    reasons = dict(zip(table["driver_id"], table["window_reasons"], strict=True))
+    assert reasons["tired"] == "KSS at the may-warn level"
+    assert reasons["blocked"] == "no face in view"
+    assert reasons["frozen"] == ""  # no window at all: no window state either
+    assert pd.isna(table.set_index("driver_id").loc["frozen", "window_state"])
     # An acknowledged alert still describes the driver; a resolved one no longer does.
     sleep_id = s.alerts(driver_id="sleepy")[0].alert_id
     s.ack_alert(sleep_id, "ops")
@@ -91,6 +102,39 @@ def test_fleet_status_from_alerts_windows_and_stored_state(empty_store: Store) -
     # Nothing heard for longer than offline_after_s: offline, whatever came before.
     later = queries.fleet_status(s, now + 600, offline_after_s=180)
     assert set(later["status"]) == {"offline"}
+
+
+def test_windows_stored_before_states_were_decided_show_unknown(empty_store: Store) -> None:
+    """A window from before migration 0007 carries no decision: the dashboard says so and
+    never decides one from its numbers, however drowsy they look; alerts still count."""
+    now = 1_800_000_000.0
+    s = empty_store
+    s.upsert_window_metrics(
+        [
+            window("old", "v1", now - 120, decided=False, kss=9, perclos=0.4),
+            window("old-sleepy", "v2", now - 120, decided=False),
+            window("old-stale", "v3", now - 600, decided=False),
+            window("new", "v4", now - 120),
+        ]
+    )
+    s.touch_driver("old-stale", "v3", now - 30)  # heard from, but its window is too old
+    s.upsert_alert(
+        alert("old-sleepy", "v2", AlertReason.SLEEP, Severity.CRITICAL, now - 10, "Eyes closed")
+    )
+    table = queries.fleet_status(s, now).set_index("driver_id")
+    assert dict(table["status"]) == {
+        "old": "unknown",
+        "old-sleepy": "asleep",
+        "old-stale": "alert",
+        "new": "alert",
+    }
+    assert table.loc["old", "status_detail"] == "State unknown"
+    assert (table.loc["old", "window_state"], table.loc["old", "window_reasons"]) == (
+        "unknown", "")
+    assert table.loc["old", "kss"] == 9  # its numbers are still shown as stored
+    assert list(table.index) == ["old-sleepy", "old", "new", "old-stale"]  # worst first
+    counts = queries.status_counts(table.reset_index())
+    assert (counts["unknown"], counts["asleep"], counts["alert"]) == (1, 1, 2)
 
 
 def test_fleet_status_of_an_empty_store(empty_store: Store) -> None:

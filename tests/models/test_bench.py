@@ -14,7 +14,7 @@ from models.bench import count_flops, format_report, peak_tflops
 from models.checkpoint import save_checkpoint
 from models.export import load_export
 from models.registry import create_model, register_model, unregister_model
-from streams.cli import main
+from vigil.cli import main
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Stream test helpers: following a topic with a real consumer (aiokafka) as records arrive
-(``streams.bench.read_topic`` reads one back once); running `vigil` subcommands as real
+(``streams.readback.read_topic`` reads one back once); running `vigil` subcommands as real
 processes, or a Faust app in this process."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class TopicFollower:
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Starts `vigil ARGS` with extra environment, output to ``log``."""
-    return start_child([sys.executable, "-m", "streams.cli", *args], log,
+    return start_child([sys.executable, "-m", "vigil", *args], log,
                        {**os.environ, **env})
 
 

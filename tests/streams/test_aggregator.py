@@ -19,16 +19,20 @@ from streams.aggregator import (
     AggregatorConfig,
     CaptureClock,
     DriverAggregator,
+    decide_window,
     fatigue_score,
     kss_from_score,
+    window_state,
 )
 from streams.errors import ConfigurationError, InputError
 from streams.schemas import (
     Alert,
     AlertReason,
+    DriverState,
     EyeEventRecord,
     Observation,
     Severity,
+    StateReason,
     WindowMetrics,
     YawnRecord,
     alert_id,
@@ -303,6 +307,9 @@ def test_window_metrics_on_a_constructed_minute() -> None:
     assert first.au_rates == {"AU12": pytest.approx(300 / 1770, abs=1e-4), "AU45": 0.0}
     # One microsleep in a minute is drowsiness that must be reported (KSS >= 8).
     assert first.kss is not None and first.kss >= 8
+    # ... and the window says so itself: the dashboard shows this decision as stored.
+    assert first.state is DriverState.DROWSY
+    assert StateReason.KSS_WARNING in first.state_reasons
     assert AlertReason.MICROSLEEP in reasons(alerts)
     assert agg.late_frames == 0
 
@@ -412,6 +419,53 @@ def test_kss_7_is_information_and_8_escalates() -> None:
     # Still drowsy five minutes later: raised again.
     later = eight.model_copy(update={"window_start": T0 + 420, "window_end": T0 + 480})
     assert [a.severity for a in agg._drowsiness(later)] == [Severity.WARNING]
+
+
+def test_each_window_carries_the_state_it_says_and_why() -> None:
+    cfg = AggregatorConfig()
+    base = WindowMetrics(
+        driver_id="d1", vehicle_id="v1", window_start=T0, window_end=T0 + 60, frames=1800,
+        face_frames=1800, perclos=0.03, blink_count=15, blink_rate_per_min=15,
+        blink_duration_mean_s=0.15, blink_duration_max_s=0.2, long_closures=0, yawns=0,
+        off_road_s=0, fatigue_score=0.1, kss=3,
+    )
+
+    def said(**over: Any) -> tuple[DriverState, list[StateReason]]:
+        return window_state(base.model_copy(update=over), cfg)
+
+    assert said() == (DriverState.AWAKE, [])
+    assert said(kss=6, perclos=0.149) == (DriverState.AWAKE, [])
+    assert said(kss=7) == (DriverState.DROWSY, [StateReason.KSS_INFO])
+    # The larger of the rule-based and the learnt KSS decides the level.
+    assert said(drowsiness_kss=8) == (DriverState.DROWSY, [StateReason.KSS_WARNING])
+    assert said(kss=None, perclos=0.15) == (DriverState.DROWSY, [StateReason.PERCLOS])
+    assert said(face_frames=0, perclos=None, kss=None) == (DriverState.NO_FACE,
+                                                           [StateReason.NO_FACE])
+    # Eyes untrusted for half the window: its measured seconds cannot say awake.
+    assert said(degraded_s=30.0) == (DriverState.CANNOT_MONITOR, [StateReason.SENSING_DEGRADED])
+    assert said(degraded_s=29.9) == (DriverState.AWAKE, [])
+    # Worst first: drowsy over cannot monitor; every condition found is kept.
+    assert said(degraded_s=50.0, kss=9, perclos=0.4) == (
+        DriverState.DROWSY,
+        [StateReason.KSS_WARNING, StateReason.PERCLOS, StateReason.SENSING_DEGRADED],
+    )
+    # A gap (no frames) says nothing.
+    empty = dict(frames=0, face_frames=0, perclos=None, kss=None, fatigue_score=None)
+    assert said(**empty) == (DriverState.AWAKE, [])
+    # The thresholds are the aggregator's configuration.
+    strict = AggregatorConfig(perclos_drowsy=0.05, degraded_window_share=0.1)
+    assert window_state(base, strict) == (DriverState.AWAKE, [])
+    assert window_state(base.model_copy(update={"perclos": 0.05}), strict) == (
+        DriverState.DROWSY, [StateReason.PERCLOS])
+    assert window_state(base.model_copy(update={"degraded_s": 6.0}), strict) == (
+        DriverState.CANNOT_MONITOR, [StateReason.SENSING_DEGRADED])
+    decided = decide_window(base.model_copy(update={"kss": 8}), cfg)
+    assert (decided.state, decided.state_reasons) == (DriverState.DROWSY,
+                                                      [StateReason.KSS_WARNING])
+    assert decided.model_copy(update={"state": None, "state_reasons": []}) == base.model_copy(
+        update={"kss": 8})
+    with pytest.raises(ConfigurationError, match="degraded_window_share"):
+        AggregatorConfig(degraded_window_share=1.5)
 
 
 # --- eye closures -----------------------------------------------------------------------------

@@ -12,10 +12,12 @@ from test_aggregator import CLOSED, DT, FPS, Script, feed, reasons, run
 from streams.aggregator import AggregatorConfig, DriverAggregator
 from streams.schemas import (
     AlertReason,
+    DriverState,
     Observation,
     SchemaError,
     SensingIssue,
     Severity,
+    StateReason,
     decode_record,
 )
 
@@ -82,6 +84,10 @@ def test_degraded_frames_never_raise_eye_alerts_or_pass_for_an_alert_driver() ->
     first = windows[0]  # 5 s measured, 55 s degraded: too little for a KSS
     assert first.perclos is not None and first.kss is None
     assert first.degraded_s == pytest.approx(55.0, abs=0.1)
+    # Neither window may say the driver is awake: each says it cannot monitor, and why.
+    for w in (first, whole):
+        assert (w.state, w.state_reasons) == (DriverState.CANNOT_MONITOR,
+                                              [StateReason.SENSING_DEGRADED])
 
 
 def test_closure_values_on_degraded_frames_are_ignored() -> None:

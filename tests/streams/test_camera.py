@@ -16,12 +16,13 @@ import cv2
 import numpy as np
 import pytest
 
-from streams.bench import read_topic
 from streams.broker import EmbeddedBroker
 from streams.camera import CameraAgent, open_source
+from streams.readback import read_topic
 from streams.schemas import decode_frame_batch
 from streams.settings import CameraSettings
 from streams.topics import FRAMES
+from vigil.sources import SOURCES
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,19 @@ def test_file_source_is_published_in_ordered_batches(kafka_broker, clip_frames) 
     assert captured == sorted(captured)
 
 
+def test_a_scheme_source_is_the_injected_opener_paced_by_the_agent() -> None:
+    calls = []
+
+    def opener(rest: str, fps: float, seed: int) -> Iterator[np.ndarray]:
+        calls.append((rest, fps, seed))
+        return iter([np.zeros((2, 2, 3), np.uint8)])
+
+    source, live = open_source("fake:alert:7", 12.0, seed=3, schemes={"fake": opener})
+    assert not live and calls == [("alert:7", 12.0, 3)] and len(list(source)) == 1
+
+
 def test_simulator_source_streams_frames(kafka_broker) -> None:
-    source, _ = open_source("sim:drowsy:5", fps=10)
+    source, _ = open_source("sim:drowsy:5", fps=10, schemes=SOURCES)
     agent = CameraAgent(kafka_broker.bootstrap, "cam-sim", "van-2", fps=10, batch=4)
     agent.run(source, paced=False, max_frames=12)
     records = read_topic(kafka_broker.bootstrap, FRAMES.name)
@@ -142,7 +154,7 @@ def test_outage_longer_than_the_buffer_drops_oldest_frames_and_counts_them(clip_
 def vigil_camera(source: str, driver: str, bootstrap: str,
                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "camera", "--source", source, "--driver", driver,
+        [sys.executable, "-m", "vigil", "camera", "--source", source, "--driver", driver,
          "--vehicle", "van-5", "--fps", "30", "--bootstrap", bootstrap],
         capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
 

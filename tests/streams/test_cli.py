@@ -17,7 +17,7 @@ from streams.store import Store
 def vigil(*args: str, timeout: float = 120,
           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "vigil", *args],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
     )
 

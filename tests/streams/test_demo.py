@@ -42,7 +42,7 @@ def test_demo_alerts_on_the_drowsy_driver_and_ctrl_c_leaves_no_process(
            mark.split("=")[0]: mark.split("=")[1]}
     out = (tmp_path / "demo.out").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "demo", "--port", str(port), "--watch-dashboard",
+        [sys.executable, "-m", "vigil", "demo", "--port", str(port), "--watch-dashboard",
          "--log-dir", str(tmp_path / "logs")],
         stdout=out, stderr=subprocess.STDOUT, env=env,
     )

@@ -17,7 +17,6 @@ from stream_helpers import TopicFollower, running_app, spawn
 
 from streams.app import create_app
 from streams.broker import EmbeddedBroker
-from streams.cli import main
 from streams.clips import DAY_S, ClipSettings, RetentionPolicy, purge_clips
 from streams.processes import stop_child
 from streams.schemas import (
@@ -35,8 +34,9 @@ from streams.sinks import register_sinks
 from streams.store import AlertFlag, Store
 from streams.topics import ALERTS, EVENT_CLIPS, FRAMES
 from streams.webhooks.settings import WebhookSettings
+from vigil.cli import main
 from workers.agent import build_worker_app
-from workers.face import create_backend
+from workers.face.backends import create_backend
 from workers.inference import InferenceProcessor
 from workers.perception import DriverPerception
 

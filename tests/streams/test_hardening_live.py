@@ -44,7 +44,7 @@ from streams.schemas import (
 from streams.store import Store
 from streams.topics import ALERTS, DEAD_LETTERS, FRAMES, OBSERVATIONS, WINDOW_METRICS
 from workers.agent import build_worker_app
-from workers.face import FaceDetection
+from workers.face.engine import FaceDetection
 from workers.inference import InferenceProcessor
 from workers.perception import DriverPerception
 from workers.settings import WorkerSettings

@@ -86,7 +86,7 @@ def test_one_first_admin_only(store: Store) -> None:
 
 def vigil(*args: str, stdin: str = "", env: dict[str, str] | None = None
           ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "vigil", *args], input=stdin,
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, **(env or {})})
 

@@ -19,6 +19,7 @@ from streams.processes import stop_child
 from streams.store import Store
 from streams.webhooks.receiver import BackgroundReceiver
 from streams.webhooks.signing import generate_secret
+from vigil.sources import SOURCES
 
 EYE_REASONS = {"microsleep", "sleep", "drowsiness", "distraction", "unresponsive"}
 
@@ -45,7 +46,7 @@ def test_drowsy_driver_alerts_reach_postgres_and_a_signed_webhook(
         try:
             cameras = []
             for driver, profile in [("drowsy-1", "drowsy"), ("alert-1", "alert")]:
-                source, _ = open_source(f"sim:{profile}:3", fps=15)
+                source, _ = open_source(f"sim:{profile}:3", fps=15, schemes=SOURCES)
                 agent = CameraAgent(broker.bootstrap, driver, "van-7", fps=15, batch=8)
                 cameras.append(threading.Thread(target=agent.run, args=(source, False, 15 * 75),
                                                 kwargs={"nominal_times": True}))

@@ -14,14 +14,15 @@ from pathlib import Path
 from stream_helpers import TopicFollower, spawn
 
 from streams.aggregator import DriverAggregator
-from streams.bench import read_topic
 from streams.broker import EmbeddedBroker
 from streams.camera import CameraAgent, open_source
 from streams.processes import stop_child
+from streams.readback import read_topic
 from streams.schemas import Observation, decode_record
 from streams.store import Store
 from streams.topics import FRAMES as FRAMES_TOPIC
 from streams.topics import OBSERVATIONS
+from vigil.sources import SOURCES
 from workers.inference import InferenceProcessor, RawMessage
 from workers.perception import open_perception
 from workers.settings import PerceptionSettings
@@ -48,7 +49,7 @@ def test_aggregator_killed_mid_stream_loses_and_duplicates_no_alert(
                            tmp_path / "a1.log")
         store = Store(pg_schema_url)
         try:
-            source, _ = open_source("sim:drowsy:3", fps=15)
+            source, _ = open_source("sim:drowsy:3", fps=15, schemes=SOURCES)
             agent = CameraAgent(broker.bootstrap, "d-restart", "van-8", fps=15, batch=8)
             camera = threading.Thread(target=agent.run, args=(source, False, FRAMES),
                                       kwargs={"nominal_times": True})
@@ -157,7 +158,7 @@ def test_worker_killed_mid_stream_loses_and_duplicates_no_alert(
         store = Store(pg_schema_url)
         follower = TopicFollower(broker.bootstrap, OBSERVATIONS.name)
         try:
-            source, _ = open_source("sim:drowsy:3", fps=15)
+            source, _ = open_source("sim:drowsy:3", fps=15, schemes=SOURCES)
             agent = CameraAgent(broker.bootstrap, driver, "van-9", fps=15, batch=8)
             camera = threading.Thread(target=agent.run, args=(source, False, WORKER_FRAMES),
                                       kwargs={"nominal_times": True})

@@ -10,7 +10,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from streams.errors import InputError, VigilError
+from models.errors import VigilError
+from streams.errors import InputError
 from streams.schemas import (
     Alert,
     AlertReason,

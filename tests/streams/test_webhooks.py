@@ -29,7 +29,8 @@ from aiohttp import web
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
 
-from streams.errors import ConfigurationError, VigilError
+from models.errors import VigilError
+from streams.errors import ConfigurationError
 from streams.processes import free_port
 from streams.schemas import Alert, AlertReason, Severity, alert_id
 from streams.store import DeliveryStatus, Store

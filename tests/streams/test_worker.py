@@ -20,13 +20,14 @@ from kafka import KafkaProducer
 from skimage import data
 from stream_helpers import TopicFollower, running_app
 
-from streams.bench import read_topic
 from streams.broker import EmbeddedBroker
 from streams.camera import CameraAgent, open_source
+from streams.readback import read_topic
 from streams.schemas import DeadLetter, FrameBatchHeader, FrameInfo, encode_frame_batch
 from streams.topics import DEAD_LETTERS, FRAMES, OBSERVATIONS
 from workers.agent import build_worker_app
-from workers.face import FaceDetection, create_backend
+from workers.face.backends import create_backend
+from workers.face.engine import FaceDetection
 from workers.inference import InferenceProcessor, ProcessResult, RawMessage
 from workers.perception import DriverPerception
 from workers.settings import WorkerSettings
@@ -55,7 +56,7 @@ def worker(own_broker, tmp_path_factory):
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--bootstrap",
+            [sys.executable, "-m", "vigil", "worker", "--bootstrap",
              own_broker.bootstrap, "--drivers", "ann,bob"],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

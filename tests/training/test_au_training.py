@@ -18,8 +18,8 @@ import torch
 
 from models.au import SATNet, weighted_bce
 from models.checkpoint import load_checkpoint
-from streams.cli import main
-from streams.errors import ConfigurationError, InputError, VigilError
+from models.errors import VigilError
+from streams.errors import ConfigurationError, InputError
 from training.au import (
     SIM_AUS,
     AUTrainConfig,
@@ -33,6 +33,7 @@ from training.au import (
     train_au,
     windows_from_dir,
 )
+from vigil.cli import main
 
 AUS = (1, 2, 12)
 TINY = {"aus": AUS, "size": 32, "clip_length": 4, "stride": 4, "batch_size": 2, "crop": "none",

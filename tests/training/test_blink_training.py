@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from models.checkpoint import load_checkpoint
+from models.errors import VigilError
 from models.predictor import ClipPredictor
-from streams.errors import ConfigurationError, InputError, VigilError
+from streams.errors import ConfigurationError, InputError
 from training.blink import (
     LABELS,
     PIXEL_MEAN,
@@ -37,7 +38,7 @@ from training.blink import (
     run,
     train_blink,
 )
-from workers.face import create_backend
+from workers.face.backends import create_backend
 
 FRAMES_PER_CLIP = 6
 TINY_NET = {"attention_widths": (4, 8), "decoder_width": 8, "lstm_hidden": 8, "lstm_layers": 1}

@@ -12,7 +12,6 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.predictor import ClipPredictor
-from streams.cli import main
 from streams.errors import InputError
 from training.drowsiness import (
     DrowsinessConfig,
@@ -23,6 +22,7 @@ from training.drowsiness import (
     recover_runs,
     train_drowsiness,
 )
+from vigil.cli import main
 
 RLDD = Path(__file__).resolve().parents[3] / "shared" / "data" / "rldd"
 

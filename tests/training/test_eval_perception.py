@@ -63,7 +63,7 @@ def test_eval_cli_reports_and_exit_code(drowsy_set: Path) -> None:
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "eval", "perception", "--sim", str(drowsy_set),
+        [sys.executable, "-m", "vigil", "eval", "perception", "--sim", str(drowsy_set),
          "--json"], capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr

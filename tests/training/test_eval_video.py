@@ -207,7 +207,7 @@ def test_eval_video_reports_rendered_blinks_and_the_sleep(sleepy_clip: Path) -> 
     # A truth file works as labels; its video is found beside it.
     assert video_path(sleepy_clip, load_labels(sleepy_clip)) == sleepy_clip.with_suffix(".mp4")
     proc = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "eval", "video", "--labels", str(sleepy_clip),
+        [sys.executable, "-m", "vigil", "eval", "video", "--labels", str(sleepy_clip),
          "--json"], capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
@@ -294,7 +294,7 @@ def test_small_face_scales_the_face_to_the_width_asked() -> None:
 
 
 def test_face30_variant_gives_a_face_box_about_30_px(video_dir: Path) -> None:
-    from workers.face import create_backend
+    from workers.face.backends import create_backend
     from workers.video import VideoReader
 
     video = video_dir / "single_face.mp4"
@@ -319,7 +319,7 @@ def test_face30_variant_gives_a_face_box_about_30_px(video_dir: Path) -> None:
 
 
 def test_sunglasses_cover_both_eyes_and_nothing_else(video_dir: Path) -> None:
-    from workers.face import create_backend
+    from workers.face.backends import create_backend
     from workers.video import VideoReader
 
     video = video_dir / "single_face.mp4"

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from models.checkpoint import load_checkpoint
+from models.errors import VigilError
 from models.fatigue import FatigueNet
 from models.resnet import ResNet18
-from streams.cli import main
-from streams.errors import ConfigurationError, InputError, VigilError
+from streams.errors import ConfigurationError, InputError
 from training.augment import SIX, PhotoAugment, apply_photo_augment, sample_photo_augment
 from training.clips import ClipWriter, FrameCropper
 from training.fatigue import (
@@ -32,7 +32,8 @@ from training.fatigue import (
     simulated_score,
     train_fatigue,
 )
-from workers.face import create_backend
+from vigil.cli import main
+from workers.face.backends import create_backend
 from workers.face.crops import align_face
 
 TINY = {"size": 32, "clip_length": 8, "batch_size": 2, "crop": "none", "progress": False,

@@ -14,8 +14,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from models.checkpoint import load_checkpoint
+from models.errors import VigilError
 from models.registry import register_model, unregister_model
-from streams.errors import ConfigurationError, InputError, VigilError
+from streams.errors import ConfigurationError, InputError
 from training.loop import (
     CheckpointSpec,
     FitConfig,

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from streams.errors import ConfigurationError, VigilError
+from models.errors import VigilError
+from streams.errors import ConfigurationError
 from training.simulator import PROFILES, SCHEMA, simulate_set
 from training.simulator.faces import MAX_CLOSED_EAR_RATIO, closure_response, load_faces
 from training.simulator.generate import count_frames, truth_record

@@ -10,7 +10,7 @@ import pytest
 from skimage import data
 
 from streams.errors import InputError
-from workers.face import create_backend
+from workers.face.backends import create_backend
 from workers.perception import DriverPerception, VideoAnalysis
 from workers.settings import PerceptionSettings
 from workers.video import prepare_frame

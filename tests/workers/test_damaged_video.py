@@ -61,7 +61,7 @@ def read(path: Path, strict: bool = False) -> tuple[VideoReader, list[tuple[int,
 
 
 def vigil(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args],
+    return subprocess.run([sys.executable, "-m", "vigil", *args],
                           capture_output=True, text=True, timeout=300)
 
 

@@ -24,7 +24,7 @@ from workers.clips import (
     count_frames,
     sha256_of,
 )
-from workers.face import create_backend
+from workers.face.backends import create_backend
 from workers.inference import ProcessedFrame
 
 T0 = 1_760_000_000.0

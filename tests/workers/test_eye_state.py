@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from models.eyestate import CROP_SIZE
-from training.simulator.faces import SourceFace
 from training.simulator.render import EyeRig
+from training.simulator.source import SourceFace
 from training.variants import eye_corners_of, near_infrared, sunglasses
-from workers.face import create_backend
+from workers.face.backends import create_backend
 from workers.perception import DriverPerception
 from workers.signals.eyes import EyeStateEstimator, cut_eye_crops
 from workers.video import VideoReader

@@ -10,13 +10,9 @@ import pytest
 from video_helpers import read_video_frame
 
 from streams.errors import ConfigurationError, InputError
-from workers.face import (
-    DriverFaceTracker,
-    FaceDetection,
-    backend_names,
-    create_backend,
-    opencv_backend,
-)
+from workers.face import opencv_backend
+from workers.face.backends import backend_names, create_backend
+from workers.face.engine import DriverFaceTracker, FaceDetection
 
 VIDEO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "video"
 

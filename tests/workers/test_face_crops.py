@@ -10,7 +10,7 @@ import pytest
 from skimage import data
 
 from streams.errors import ConfigurationError, InputError
-from workers.face import FaceDetection, create_backend
+from workers.face.backends import create_backend
 from workers.face.crops import (
     ARCFACE_TEMPLATE_112,
     align_face,
@@ -18,6 +18,7 @@ from workers.face.crops import (
     arcface_template,
     eye_regions,
 )
+from workers.face.engine import FaceDetection
 
 
 @pytest.fixture(scope="module")

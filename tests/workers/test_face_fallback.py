@@ -14,8 +14,8 @@ from video_helpers import read_video_frame
 from streams.errors import ConfigurationError
 from training.simulator.faces import load_faces
 from training.simulator.render import Pose, PoseWarp
-from workers.face import FaceDetection, create_backend
-from workers.face.engine import box_iou
+from workers.face.backends import create_backend
+from workers.face.engine import FaceDetection, box_iou
 from workers.face.yunet import (
     YuNetDetector,
     head_pose_from_landmarks5,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from streams.errors import ConfigurationError, InputError
-from workers.face import create_backend
+from workers.face.backends import create_backend
 from workers.face.insightface_backend import (
     EYE_CONTOURS_106,
     PUPILS_106,

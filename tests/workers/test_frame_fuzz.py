@@ -29,7 +29,7 @@ from streams.schemas import (
     SchemaError,
     decode_frame_batch,
 )
-from workers.face import FaceDetection
+from workers.face.engine import FaceDetection
 from workers.inference import InferenceProcessor, RawMessage
 from workers.perception import DriverPerception
 

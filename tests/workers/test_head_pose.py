@@ -10,7 +10,7 @@ import pytest
 
 from training.simulator.faces import load_faces
 from training.simulator.render import Pose, PoseWarp
-from workers.face import create_backend
+from workers.face.backends import create_backend
 from workers.signals.frame import head_pose
 
 SIZE = (640, 360)

@@ -19,7 +19,7 @@ from streams.schemas import (
     Observation,
     encode_frame_batch,
 )
-from workers.face import create_backend
+from workers.face.backends import create_backend
 from workers.inference import SKIP_LOG_EVERY_S, InferenceProcessor, RawMessage
 from workers.perception import DriverPerception
 

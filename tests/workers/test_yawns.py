@@ -107,7 +107,7 @@ def test_blinks_reports_a_mouth_held_wide_open_and_not_talking(
     for image in script:
         writer.write(image)
     writer.release()
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "blinks", str(path), "--json"],
+    proc = subprocess.run([sys.executable, "-m", "vigil", "blinks", str(path), "--json"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)

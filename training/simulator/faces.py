@@ -27,14 +27,14 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from streams.errors import ConfigurationError
-from training.simulator.render import person_mask
+from training.simulator.render import EyeRig, person_mask
+from training.simulator.source import EYE_CORNERS, SourceFace, interocular
 
 log = logging.getLogger(__name__)
 
@@ -52,35 +52,7 @@ MAX_SOURCE_BLINK = 0.45
 MAX_NOSE_OFFSET = 0.22
 
 # Image-order eye corners (outer, inner) of the MediaPipe mesh, used for the IOD and checks.
-_EYE_CORNERS = ((33, 133), (263, 362))
 _NOSE_TIP = 1
-
-
-@dataclass(frozen=True, slots=True)
-class SourceFace:
-    """A real face composed into an output frame.
-
-    image: (H, W, 3) uint8 BGR at the output size.
-    landmarks: (478, 3) float32 MediaPipe landmarks of ``image`` (x, y in pixels, z in pixel
-        scale, towards the camera negative).
-    blendshapes: the backend's blendshape scores on the clean image.
-    """
-
-    name: str
-    image: np.ndarray
-    landmarks: np.ndarray
-    blendshapes: dict[str, float]
-
-    @property
-    def interocular(self) -> float:
-        """Distance between the two eye centres (mean of each eye's corners), pixels."""
-        return _interocular(self.landmarks)
-
-    @property
-    def face_box(self) -> np.ndarray:
-        """(4,) x0, y0, x1, y1 of the landmarks."""
-        xy = self.landmarks[:, :2]
-        return np.array([*xy.min(axis=0), *xy.max(axis=0)], dtype=np.float32)
 
 
 def default_shared_dir() -> Path:
@@ -161,7 +133,7 @@ def _detect(image: np.ndarray) -> list[tuple[np.ndarray, dict[str, float]]]:
 
     Returns per face (478, 3) landmarks and blendshapes.
     """
-    from workers.face import create_backend
+    from workers.face.backends import create_backend
 
     backend = create_backend("mediapipe")
     try:
@@ -241,14 +213,9 @@ def compose(
     return np.clip(frame, 0, 255).astype(np.uint8), scale
 
 
-def _interocular(landmarks: np.ndarray) -> float:
-    centres = [landmarks[list(c), :2].mean(axis=0) for c in _EYE_CORNERS]
-    return float(np.linalg.norm(centres[0] - centres[1]))
-
-
 def _usable(name: str, landmarks: np.ndarray, blend: dict[str, float], image: np.ndarray) -> bool:
     """Open, unoccluded, near-frontal eyes large enough to render lids on."""
-    iod = _interocular(landmarks)
+    iod = interocular(landmarks)
     if iod < MIN_INTEROCULAR_PX * image.shape[0] / 360.0:
         log.info("face %s: eyes too small (iod %.1f px); skipped", name, iod)
         return False
@@ -256,14 +223,14 @@ def _usable(name: str, landmarks: np.ndarray, blend: dict[str, float], image: np
     if blink > MAX_SOURCE_BLINK:
         log.info("face %s: eyes not open enough (blink %.2f); skipped", name, blink)
         return False
-    mid = np.mean([landmarks[list(c), :2].mean(axis=0) for c in _EYE_CORNERS], axis=0)
+    mid = np.mean([landmarks[list(c), :2].mean(axis=0) for c in EYE_CORNERS], axis=0)
     offset = abs(float(landmarks[_NOSE_TIP, 0] - mid[0])) / iod
     if offset > MAX_NOSE_OFFSET:
         log.info("face %s: not frontal (nose offset %.2f iod); skipped", name, offset)
         return False
     # Sunglasses: the eye opening holds no bright sclera against the skin below it.
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    for outer, inner in _EYE_CORNERS:
+    for outer, inner in EYE_CORNERS:
         a, b = landmarks[outer, :2], landmarks[inner, :2]
         eye = _patch(gray, (a + b) / 2, 0.25 * iod)
         cheek = _patch(gray, (a + b) / 2 + (0, 0.45 * iod), 0.2 * iod)
@@ -299,7 +266,7 @@ def ear_of(points: np.ndarray) -> float:
 
 def engine_ear(image: np.ndarray) -> float | None:
     """Mean EAR of both eyes as the real MediaPipe engine reads ``image``; None: no face."""
-    from workers.face import create_backend
+    from workers.face.backends import create_backend
 
     backend = create_backend("mediapipe")
     try:
@@ -329,8 +296,6 @@ def closure_response(face: SourceFace, closures: tuple[float, ...] = (0.0, 0.5, 
 
     degraded: blur and noise as :func:`_degrade`, the EAR averaged over two noise draws.
     """
-    from training.simulator.render import EyeRig
-
     rigs = [EyeRig(face, 0), EyeRig(face, 1)]
     ears: list[float | None] = []
     for closure in closures:

@@ -31,13 +31,11 @@ sees skin where it expects skin:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:
-    from training.simulator.faces import SourceFace
+from training.simulator.source import SourceFace
 
 # MediaPipe mesh lid polylines, corner to corner, image order (verified on the astronaut).
 EYE_LIDS: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = (

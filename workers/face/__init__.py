@@ -1,19 +1,7 @@
-"""The face engine: backends behind one interface, tracking, driver selection, crops."""
+"""The face engine: backends behind one interface, tracking, driver selection, crops.
 
-from workers.face.engine import (
-    DriverFaceTracker,
-    FaceBackend,
-    FaceDetection,
-    TrackedFrame,
-    backend_names,
-    create_backend,
-)
-
-__all__ = [
-    "DriverFaceTracker",
-    "FaceBackend",
-    "FaceDetection",
-    "TrackedFrame",
-    "backend_names",
-    "create_backend",
-]
+Import from the modules: the interface, tracking and driver selection from
+:mod:`workers.face.engine`, the backends by name (``create_backend``) from
+:mod:`workers.face.backends`, crops from :mod:`workers.face.crops`. This package module
+imports none of them, so importing any one of them never loads the others.
+"""

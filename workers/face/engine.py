@@ -2,7 +2,8 @@
 
 A backend turns a BGR frame into :class:`FaceDetection` objects. :class:`DriverFaceTracker`
 gives them stable track ids across frames and picks the driver: the largest, most central,
-most persistent face.
+most persistent face. The backends themselves are listed by name, and built, in
+:mod:`workers.face.backends`; nothing here imports one.
 
 Coordinates are pixels of the frame the backend was given. "Image order" means the eye (or
 mouth corner) on the image's left comes first: for an unmirrored camera that is the subject's
@@ -13,13 +14,10 @@ mouth corner.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import numpy as np
-
-from streams.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -81,40 +79,6 @@ class FaceBackend(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-BackendFactory = Callable[..., FaceBackend]
-_BACKENDS: dict[str, BackendFactory] = {}
-
-
-def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
-    def add(factory: BackendFactory) -> BackendFactory:
-        _BACKENDS[name] = factory
-        return factory
-
-    return add
-
-
-def backend_names() -> list[str]:
-    _load_builtin_backends()
-    return sorted(_BACKENDS)
-
-
-def create_backend(name: str, **options: object) -> FaceBackend:
-    """Build the backend called ``name``; unknown names raise a ConfigurationError."""
-    _load_builtin_backends()
-    try:
-        factory = _BACKENDS[name]
-    except KeyError:
-        raise ConfigurationError(
-            f"unknown face engine {name!r}; choose one of: {', '.join(sorted(_BACKENDS))}"
-        ) from None
-    return factory(**options)
-
-
-def _load_builtin_backends() -> None:
-    # Imported lazily: each backend module imports its heavy runtime only when built.
-    from workers.face import insightface_backend, mediapipe_backend, opencv_backend  # noqa: F401
 
 
 @dataclass(slots=True)

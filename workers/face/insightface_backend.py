@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from streams.errors import ConfigurationError, InputError
-from workers.face.engine import FaceDetection, register_backend
+from workers.face.engine import FaceDetection
 from workers.settings import PerceptionSettings
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,6 @@ def detection_from_outputs(
     )
 
 
-@register_backend("insightface")
 class InsightFaceBackend:
     """SCRFD + 2d106 on onnxruntime's CPU provider. Stateless across frames.
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from workers.face.crops import crop_box
-from workers.face.engine import FaceDetection, LandmarkSource, register_backend
+from workers.face.engine import FaceDetection, LandmarkSource
 from workers.face.provision import face_landmarker_bundle
 from workers.face.yunet import YuNetDetector
 from workers.settings import PerceptionSettings
@@ -38,7 +38,6 @@ CROP_MARGIN = 2.0
 SMALL_FACE_PX = 96
 
 
-@register_backend("mediapipe")
 class MediaPipeBackend:
     """FaceLandmarker in VIDEO mode: it tracks between frames, so feed one stream in order.
 

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from streams.errors import ConfigurationError, InputError
-from workers.face.engine import FaceDetection, register_backend
+from workers.face.engine import FaceDetection
 from workers.settings import PerceptionSettings
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,6 @@ def level_weight_score(weight: float) -> float:
     return float(1.0 - np.exp(-max(weight, 0.0) / 4.0))
 
 
-@register_backend("opencv")
 class OpenCVBackend:
     """Haar face + eye cascades. Stateless across frames (no tracking).
 

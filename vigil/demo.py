@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streams.errors import VigilError
-from streams.local import DEMO_DRIVERS, LocalStack, SimDriver
+from models.errors import VigilError
 from streams.store import OperatorRole, Store
 from streams.store.passwords import generate_password
 from streams.store.settings import DatabaseSettings
 from streams.webhooks.receiver import BackgroundReceiver
 from streams.webhooks.signing import generate_secret
+from vigil.local import DEMO_DRIVERS, LocalStack, SimDriver
 
 if TYPE_CHECKING:
     from dashboard.browser import DevTools

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from models.errors import VigilError
 from streams.broker import EmbeddedBroker, ensure_topics
-from streams.camera import CameraAgent, CameraStats, FrameSource, open_source
-from streams.errors import VigilError
+from streams.camera import CameraAgent, CameraStats, FrameSource
 from streams.processes import start_child, stop_child
 from streams.settings import StreamSettings
+from vigil.sources import open_source
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class LocalStack:
 
     def spawn_vigil(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         debug = ["--debug"] if self.debug else []
-        return self.spawn(name, [sys.executable, "-m", "streams.cli", *debug, *args])
+        return self.spawn(name, [sys.executable, "-m", "vigil", *debug, *args])
 
     def start_pipeline(self) -> None:
         """The inference worker and the aggregator (with its store and webhook sinks)."""

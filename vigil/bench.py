@@ -20,7 +20,6 @@ for each process over the measured span.
 
 from __future__ import annotations
 
-import asyncio
 import resource
 import tempfile
 import time
@@ -28,43 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import ConsumerRecord
 
-from streams.local import LocalStack, bench_drivers, cpu_seconds
+from streams.readback import read_topic
 from streams.schemas import Alert, Observation, SchemaError, decode_frame_batch, decode_record
 from streams.topics import ALERTS, FRAMES, OBSERVATIONS
-
-
-async def _read(bootstrap: str, topic: str, idle_s: float, max_s: float
-                ) -> list[ConsumerRecord[Any, Any]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                fetch_max_bytes=64 * 1024 * 1024)
-    await consumer.start()
-    try:
-        await consumer.topics()  # fetches the metadata partitions_for_topic reads
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-        await consumer.seek_to_beginning()
-        records: list[ConsumerRecord[Any, Any]] = []
-        loop = asyncio.get_running_loop()
-        start = last = loop.time()
-        while loop.time() - last < idle_s and loop.time() - start < max_s:
-            batch = await consumer.getmany(timeout_ms=200)
-            for messages in batch.values():
-                records.extend(messages)
-                last = loop.time()
-        return records
-    finally:
-        await consumer.stop()
-
-
-def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0, max_s: float = 300.0
-               ) -> list[ConsumerRecord[Any, Any]]:
-    """Every record of ``topic``, all partitions, from the beginning, reading until ``idle_s``
-    pass without news (or ``max_s`` in all). Joins no consumer group, so nothing waits for a
-    group join."""
-    return asyncio.run(_read(bootstrap, topic, idle_s, max_s))
+from vigil.local import LocalStack, bench_drivers, cpu_seconds
 
 
 def _stats(values_s: list[float]) -> dict[str, float | int | None]:
