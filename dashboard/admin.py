@@ -21,7 +21,7 @@ def ensure_first_admin(store: Store, password: str | None) -> None:
     """On a store without any login, creates the admin ``admin`` with ``password``, or with
     a random one that is logged once (the only place it is ever shown)."""
     chosen = password or generate_password()
-    if not store.create_first_admin(FIRST_ADMIN, chosen):
+    if not store.operators.create_first_admin(FIRST_ADMIN, chosen):
         return
     if password:
         log.warning("created dashboard login %r (admin) with the password in "

@@ -118,7 +118,7 @@ def _local_identity(*, strict: bool) -> Identity | None:
     if who is None or who.oidc:
         return None
     try:
-        found = ui.get_store().operator(who.name)
+        found = ui.get_store().operators.get(who.name)
     except VigilError:
         if strict:
             raise
@@ -189,7 +189,7 @@ def _log_in(cfg: DashboardSettings) -> None:
     password = str(st.session_state.get("login_password") or "")
     st.session_state["login_password"] = ""  # the browser clears its copy (clear_on_submit)
     try:
-        found = ui.get_store().authenticate(
+        found = ui.get_store().operators.authenticate(
             name, password, max_failures=cfg.max_failed_logins, lockout_s=cfg.lockout_s
         )
     except LoginRefusedError as exc:

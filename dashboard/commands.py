@@ -33,12 +33,12 @@ def cmd_users(args: argparse.Namespace) -> int:
         else:
             store.migrate()
         if args.action == "add":
-            store.set_operator(args.name, args.role, _new_password(args))
+            store.operators.set(args.name, args.role, _new_password(args))
         elif args.action == "remove":
-            if not store.remove_operator(args.name):
+            if not store.operators.remove(args.name):
                 raise InputError(f"no dashboard login {args.name!r}")
         else:
-            for o in store.operators():
+            for o in store.operators.all():
                 locked = o.locked_until is not None and o.locked_until > time.time()
                 sys.stdout.write(json.dumps(asdict(o)) + "\n" if args.json else
                                  f"{o.name:24s} {o.role.value:9s}"

@@ -143,10 +143,10 @@ def fleet_status(
     and ``window_reasons``: the latest window's stored state (``unknown`` for a window stored
     before states were decided, None without a window) and its reasons in words.
     """
-    entries = store.fleet_overview()
+    entries = store.series.fleet_overview()
     recent = [
         a
-        for a in store.alerts(since=now - recent_alert_s, limit=None)
+        for a in store.alerts.find(since=now - recent_alert_s, limit=None)
         if a.state != AlertState.RESOLVED
     ]
     reasons: dict[str, set[str]] = {}
@@ -254,7 +254,7 @@ def drivers(store: Store) -> dict[str, str]:
     """driver id -> display label ("Name (id)"), sorted by label."""
     labels = {
         e.driver_id: e.driver_id if not e.name else f"{e.name} ({e.driver_id})"
-        for e in store.fleet_overview()
+        for e in store.series.fleet_overview()
     }
     return dict(sorted(labels.items(), key=lambda kv: kv[1].lower()))
 
@@ -290,7 +290,7 @@ def driver_series(store: Store, driver_id: str, since: float | None = None) -> p
     """The driver's windows since ``since``, oldest first; ``time`` is the window start."""
     rows = [
         {"time": _ts(w.window_start), **w.model_dump(exclude={"schema_", "au_rates"})}
-        for w in store.driver_series(driver_id, since=since)
+        for w in store.series.of_driver(driver_id, since=since)
     ]
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -400,7 +400,7 @@ def alerts(
     found: list[StoredAlert] = []
     for s in states:
         # Severity is filtered here (the store has no such filter), so fetch all of them.
-        found += store.alerts(
+        found += store.alerts.find(
             state=s,
             reason=reason,
             driver_id=driver_id,
@@ -430,7 +430,7 @@ def clips(store: Store, alert_ids: Iterable[str], clips_dir: Path) -> dict[str, 
     """alert id -> its clip's view, for every id given. Only a recorded clip whose file is
     the alert's own in ``clips_dir`` is available: the page serves that file's bytes."""
     ids = list(alert_ids)
-    found = store.clips_for_alerts(ids)
+    found = store.clips.for_alerts(ids)
     out: dict[str, ClipView] = {}
     for aid in ids:
         c = found.get(aid)
@@ -466,13 +466,13 @@ def apply_action(store: Store, alert_id: str, action: str, by: str, note: str | 
     """An operator's action on an alert (one of ``ACTIONS``) -> what happened, in words."""
     by = by.strip() or "operator"
     if action == "ack":
-        done = store.ack_alert(alert_id, by)
+        done = store.alerts.ack(alert_id, by)
         return "acknowledged" if done else "already acknowledged or resolved"
     if action == "resolve":
-        done = store.resolve_alert(alert_id, by)
+        done = store.alerts.resolve(alert_id, by)
         return "resolved" if done else "already resolved"
     if action in (AlertFlag.TRUE_POSITIVE.value, AlertFlag.FALSE_POSITIVE.value):
-        entry = store.flag_alert(alert_id, action, by, note=(note or "").strip() or None)
+        entry = store.alerts.flag(alert_id, action, by, note=(note or "").strip() or None)
         return f"flagged {entry.label.value.replace('_', ' ')}"
     raise InputError(f"unknown alert action {action!r}; valid: {', '.join(ACTIONS)}")
 
@@ -484,10 +484,10 @@ def window_throughput(store: Store, since: float) -> pd.DataFrame:
     """Frames per second of every driver's windows starting at or after ``since``:
     ``driver_id, name, time, frames, face_frames, duration_s, fps``."""
     rows = []
-    for e in store.fleet_overview():
+    for e in store.series.fleet_overview():
         if e.last_seen < since:
             continue
-        for w in store.driver_series(e.driver_id, since=since):
+        for w in store.series.of_driver(e.driver_id, since=since):
             duration = w.window_end - w.window_start
             rows.append(
                 {
@@ -529,7 +529,7 @@ def throughput_summary(windows: pd.DataFrame) -> tuple[pd.DataFrame, float]:
 
 def dead_letter_counts(store: Store, since: float | None = None) -> pd.DataFrame:
     """``reason, count``, most frequent first."""
-    counts = store.dead_letter_counts(since=since)
+    counts = store.dead_letters.counts(since=since)
     frame = pd.DataFrame(
         sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])), columns=["reason", "count"]
     )
@@ -546,7 +546,7 @@ def dead_letters(store: Store, since: float | None = None, limit: int = 50) -> p
             "key": d.key,
             "error": d.error,
         }
-        for d in store.dead_letters(since=since, limit=limit)
+        for d in store.dead_letters.find(since=since, limit=limit)
     ]
     return pd.DataFrame(rows, columns=["failed", "reason", "where", "key", "error"])
 
@@ -572,9 +572,9 @@ def deliveries(store: Store, limit: int = 100) -> dict[str, Any]:
             columns=columns,
         )
 
-    return {"counts": store.delivery_counts(),
-            "pending": frame(store.deliveries(DeliveryStatus.PENDING, limit)),
-            "failed": frame(store.deliveries(DeliveryStatus.FAILED, limit))}
+    return {"counts": store.deliveries.counts(),
+            "pending": frame(store.deliveries.find(DeliveryStatus.PENDING, limit)),
+            "failed": frame(store.deliveries.find(DeliveryStatus.FAILED, limit))}
 
 
 # --- Kafka consumer lag -------------------------------------------------------------------

@@ -175,7 +175,7 @@ def purge_clips(store: Store, settings: ClipSettings | None = None, *,
     policy = RetentionPolicy.from_settings(settings)
     report = PurgeReport(dry_run=dry_run)
     unflagged_before, flagged_before = policy.cutoffs(now)
-    expired = [c for c in store.expired_clips(unflagged_before, flagged_before)
+    expired = [c for c in store.clips.expired(unflagged_before, flagged_before)
                if policy.expired(c.created_at, c.flag is not None, now)]
     report.expired = [c.alert_id for c in expired]
     gone = []
@@ -199,7 +199,7 @@ def purge_clips(store: Store, settings: ClipSettings | None = None, *,
         report.missing_files += not existed
         gone.append(clip.alert_id)
     if not dry_run:
-        store.purge_clips(gone, at=now)
+        store.clips.purge(gone, at=now)
     report.orphans = _sweep_orphans(store, settings.clips_dir, unflagged_before, dry_run)
     if report.expired or report.orphans:
         log.info("clip purge%s: %d expired (%d files deleted, %d already gone, %d failed), "
@@ -246,7 +246,7 @@ def _sweep_orphans(store: Store, clips_dir: Path, before: float, dry_run: bool) 
             continue
         alert = _alert_id_of(entry.name)
         if alert not in live:
-            live[alert] = store.clip_for_alert(alert)
+            live[alert] = store.clips.for_alert(alert)
         clip = live[alert]
         temporary = entry.name.startswith(".")
         if not temporary and clip is not None and not clip.purged:

@@ -116,7 +116,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     with Store.from_settings() as store:
         store.check_migrated()
         if args.action == "list-failed":
-            for d in store.deliveries(DeliveryStatus.FAILED, limit=args.limit):
+            for d in store.deliveries.find(DeliveryStatus.FAILED, limit=args.limit):
                 emit({"alert_id": d.alert_id, "endpoint": d.endpoint, "attempts": d.attempts,
                        "last_status_code": d.last_status_code, "last_error": d.last_error,
                        "created_at": d.created_at})
@@ -124,7 +124,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         if args.all == (args.alert_id is not None):
             raise InputError("name one delivery (ALERT_ID, optionally --endpoint NAME) or "
                              "pass --all")
-        count = store.redeliver(args.alert_id, args.endpoint)
+        count = store.deliveries.redeliver(args.alert_id, args.endpoint)
         if not count and args.alert_id is not None:
             raise InputError(f"no failed delivery of alert {args.alert_id!r}"
                              + (f" to {args.endpoint!r}" if args.endpoint else "")
@@ -156,14 +156,14 @@ def cmd_model_versions(args: argparse.Namespace) -> int:
     with Store.from_settings() as store:
         store.check_migrated()
         if args.action == "promote":
-            served = store.promote_model(args.model, args.version)
+            served = store.model_versions.promote(args.model, args.version)
             log.info("%s %s promoted; aggregators serve it within their refresh interval",
                      args.model, served.version)
         elif args.action == "rollback":
-            back = store.rollback_model(args.model)
+            back = store.model_versions.rollback(args.model)
             log.info("%s rolled back to %s", args.model,
                      "the shipped weights" if back is None else back.version)
-        for v in store.model_versions(args.model):
+        for v in store.model_versions.versions(args.model):
             f1 = v.metrics.get("held_out", {}).get("macro_f1")
             sys.stdout.write(json.dumps(asdict(v)) + "\n" if args.json else
                              f"{v.version:6s} {v.status:12s} parent {v.parent or '-':8s} "

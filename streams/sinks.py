@@ -74,13 +74,13 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
     dead_letters = bind_topic(app, DEAD_LETTERS)
     event_clips = bind_topic(app, EVENT_CLIPS)
     clip_settings = clips or ClipSettings()
-    dispatcher = webhooks.dispatcher(store)
+    dispatcher = webhooks.dispatcher(store.deliveries)
 
     @app.agent(alerts)
     async def store_alerts(stream: faust.StreamT) -> None:
         async for message, alert in _records(stream, Alert, dead_letters):
             try:
-                new = await _with_store("storing alert", partial(store.upsert_alert, alert))
+                new = await _with_store("storing alert", partial(store.alerts.upsert, alert))
             except StoreDataError as exc:
                 await set_aside(dead_letters, message, exc, DeadLetterReason.PROCESSING_ERROR)
                 continue
@@ -105,7 +105,7 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
         async for message, metrics in _records(stream, WindowMetrics, dead_letters):
             try:
                 await _with_store("storing window",
-                                  partial(store.upsert_window_metrics, [metrics]))
+                                  partial(store.series.upsert, [metrics]))
             except StoreDataError as exc:
                 await set_aside(dead_letters, message, exc, DeadLetterReason.PROCESSING_ERROR)
 
@@ -118,7 +118,7 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
                 await set_aside(dead_letters, message, exc)
                 continue
             try:
-                new = await _with_store("storing clip", partial(store.record_clip, clip))
+                new = await _with_store("storing clip", partial(store.clips.record, clip))
             except StoreDataError as exc:
                 await set_aside(dead_letters, message, exc, DeadLetterReason.PROCESSING_ERROR)
                 continue
@@ -144,7 +144,7 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
             try:
                 letter = decode_record(DeadLetter, header)
                 await _with_store("storing dead letter",
-                                  partial(store.record_dead_letter, letter))
+                                  partial(store.dead_letters.record, letter))
             except (SchemaError, StoreDataError) as exc:
                 log.error("dead letter at offset %d not stored: %s", event.message.offset, exc)
 

@@ -205,7 +205,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         store.migrate()
         result = retrain(store, config, replay=replay, note=args.note)
         if result.registered is not None and args.promote:
-            store.promote_model(result.registered.name, result.registered.version)
+            store.model_versions.promote(result.registered.name, result.registered.version)
     sys.stdout.write(json.dumps(result.summary(), default=str) + "\n")
     return 0 if result.registered is not None else 3
 

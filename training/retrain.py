@@ -147,7 +147,7 @@ def holdout_split(data: BlinkWindows, fraction: float, seed: int
 
 def served_model(store: Store) -> tuple[str, BlinkWindowNet]:
     """(version, network) the aggregators serve now."""
-    promoted = store.promoted_model(MODEL)
+    promoted = store.model_versions.promoted(MODEL)
     source: Any = SHIPPED_CHECKPOINT if promoted is None else io.BytesIO(promoted[1])
     model, _ = load_checkpoint(source)
     assert isinstance(model, BlinkWindowNet)
@@ -205,7 +205,7 @@ def retrain(store: Store, config: RetrainConfig | None = None,
     Raises InputError when fewer than ``min_examples`` flagged windows exist or the held-out
     part would be empty."""
     cfg = config or RetrainConfig()
-    examples, skipped = flagged_examples(store.flagged_alerts())
+    examples, skipped = flagged_examples(store.alerts.flagged())
     counts = Counter(CLASSES[c] for c in examples.y.tolist())
     if len(examples) < cfg.min_examples:
         raise InputError(
@@ -237,7 +237,7 @@ def retrain(store: Store, config: RetrainConfig | None = None,
                    "replay_size": 0 if replay is None else len(replay), "history": history}
         buffer = io.BytesIO()
         save_model(buffer, candidate, training, [], metrics)
-        registered = store.register_model_version(
+        registered = store.model_versions.register(
             MODEL, buffer.getvalue(), data_hash=digest, metrics=metrics, parent=parent,
             note=note)
     else:

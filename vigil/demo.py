@@ -88,7 +88,7 @@ class Demo:
             store.migrate()
             now = time.time()
             for d in self.drivers:
-                store.touch_driver(d.driver_id, d.vehicle_id, now, name=d.name)
+                store.series.touch_driver(d.driver_id, d.vehicle_id, now, name=d.name)
             if self.dashboard:
                 from dashboard.launch import first_admin
 
@@ -134,8 +134,8 @@ class Demo:
     def _watcher(self, store: Store, cleanup: contextlib.ExitStack) -> tuple[str, str]:
         """A viewer login for the headless browser, removed when the demo ends."""
         password = generate_password()
-        store.set_operator(WATCHER, OperatorRole.VIEWER, password)
-        cleanup.callback(store.remove_operator, WATCHER)
+        store.operators.set(WATCHER, OperatorRole.VIEWER, password)
+        cleanup.callback(store.operators.remove, WATCHER)
         return WATCHER, password
 
     def _watch(self, stack: LocalStack, store: Store, seconds: float | None,
@@ -147,7 +147,7 @@ class Demo:
             failed = stack.failed_children()
             if failed:
                 raise VigilError("a demo process stopped:\n" + "\n".join(failed))
-            for alert in reversed(store.alerts(since=time.time() - 3600, limit=50)):
+            for alert in reversed(store.alerts.find(since=time.time() - 3600, limit=50)):
                 if alert.alert_id in seen:
                     continue
                 seen.add(alert.alert_id)

@@ -67,7 +67,7 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
     # driver id -> DriverAggregator.to_state() (JSON), restored from the changelog on restart.
     state_table = app.Table("aggregator-state", default=None, partitions=OBSERVATIONS.partitions)
     aggregators: dict[str, DriverAggregator] = {}
-    drowsiness = ServedDrowsinessModel(store)
+    drowsiness = ServedDrowsinessModel(store.model_versions)
     clocks: dict[str, CaptureClock] = {}
 
     def aggregator_for(obs: Observation, broker_time: float | None) -> DriverAggregator:

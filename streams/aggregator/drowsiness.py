@@ -21,7 +21,7 @@ drowsy = 8–9; a window's KSS is the expectation of the class probabilities ove
 those bands, :data:`CLASS_KSS`, rounded.
 
 :class:`ServedDrowsinessModel` is what the aggregator calls: the registry's promoted version of
-the network when there is one (``Store.promoted_model``), else the shipped weights, swapped
+the network when there is one (``store.model_versions.promoted``), else the shipped weights, swapped
 without a restart when :meth:`~ServedDrowsinessModel.refresh` finds another promotion.
 """
 
@@ -167,7 +167,7 @@ class DrowsinessModel:
 class PromotedModelSource(Protocol):
     """Where promoted versions come from (:class:`streams.store.Store` in production)."""
 
-    def promoted_model(self, name: str) -> tuple[str, bytes] | None:
+    def promoted(self, name: str) -> tuple[str, bytes] | None:
         """(version, checkpoint bytes) of the promoted version of ``name``, or None."""
         ...
 
@@ -197,7 +197,7 @@ class ServedDrowsinessModel:
         time (the aggregator's timer awaits each call before the next)."""
         if self._source is None:
             return False
-        promoted = self._source.promoted_model(MODEL_NAME)
+        promoted = self._source.promoted(MODEL_NAME)
         if promoted is None:
             if self._current.version == SHIPPED_VERSION:
                 return False

@@ -2,10 +2,11 @@
 
 store = Store.from_settings()      # VIGIL_DATABASE_URL, default a SQLite file
 store.migrate()                    # alembic upgrade head (a no-op when current)
-store.upsert_window_metrics(windows)
-store.upsert_alert(alert)
+store.series.upsert(windows)       # one repository per aggregate: series, alerts,
+store.alerts.upsert(alert)         # model_versions, operators, deliveries, clips, dead_letters
 """
 
+from streams.store.database import Database, alembic_config, head_revision
 from streams.store.errors import (
     AlertNotFoundError,
     DeliveryNotFoundError,
@@ -29,12 +30,13 @@ from streams.store.results import (
     StoredClip,
 )
 from streams.store.settings import DatabaseSettings
-from streams.store.store import Store, alembic_config, head_revision
+from streams.store.store import Store
 
 __all__ = [
     "AlertFlag",
     "AlertNotFoundError",
     "Attempt",
+    "Database",
     "DatabaseSettings",
     "Delivery",
     "DeliveryNotFoundError",

@@ -54,7 +54,7 @@ class DeliveryNotFoundError(StoreError, InputError):
     def __init__(self, alert_id: str, endpoint: str) -> None:
         super().__init__(
             f"no webhook delivery of alert {alert_id!r} to {endpoint!r} "
-            "(enqueue_deliveries must come first)"
+            "(enqueue it first)"
         )
         self.alert_id = alert_id
         self.endpoint = endpoint

@@ -36,6 +36,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -346,3 +347,16 @@ class OperatorRow(Base):
 
 
 ALL_TABLES = tuple(Base.metadata.sorted_tables)
+
+# The Core tables the repositories query (the typed declarative classes above define them).
+VEHICLES: Table = VehicleRow.__table__  # type: ignore[assignment]
+DRIVERS: Table = DriverRow.__table__  # type: ignore[assignment]
+METRICS: Table = WindowMetricsRow.__table__  # type: ignore[assignment]
+ALERTS: Table = AlertRow.__table__  # type: ignore[assignment]
+FLAGS: Table = AlertFlagRow.__table__  # type: ignore[assignment]
+DELIVERIES: Table = WebhookDeliveryRow.__table__  # type: ignore[assignment]
+ATTEMPTS: Table = WebhookAttemptRow.__table__  # type: ignore[assignment]
+DEAD_LETTERS: Table = DeadLetterRow.__table__  # type: ignore[assignment]
+CLIPS: Table = EventClipRow.__table__  # type: ignore[assignment]
+MODELS: Table = ModelVersionRow.__table__  # type: ignore[assignment]
+OPERATORS: Table = OperatorRow.__table__  # type: ignore[assignment]

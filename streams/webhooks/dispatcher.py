@@ -142,11 +142,10 @@ class DeliveryOutcome(StrEnum):
 
 @runtime_checkable
 class DeliveryLog(Protocol):
-    """The outbox (``streams.store.Store`` implements it). Synchronous; called from a worker
-    thread. See the store's methods of the same names."""
+    """The outbox (``store.deliveries`` implements it). Synchronous; called from a worker
+    thread. See ``streams.store.deliveries.DeliveryRepository``."""
 
-    def enqueue_deliveries(self, alert_id: str, endpoints: Sequence[str], payload: bytes,
-                           /) -> int: ...
+    def enqueue(self, alert_id: str, endpoints: Sequence[str], payload: bytes, /) -> int: ...
 
     def claim_due(self, endpoint: str, limit: int, /, *, lease_s: float) -> list[DueDelivery]: ...
 
@@ -169,7 +168,7 @@ class DeliveryLog(Protocol):
 
     def mark_failed(self, alert_id: str, endpoint: str, error: str, /) -> None: ...
 
-    def delivery(self, alert_id: str, endpoint: str, /) -> Delivery | None: ...
+    def get(self, alert_id: str, endpoint: str, /) -> Delivery | None: ...
 
 
 @dataclass(frozen=True)
@@ -305,7 +304,7 @@ class WebhookDispatcher:
                                "(empty, or contains '.' or whitespace)")
         if not self.endpoints:
             return 0
-        return self.log.enqueue_deliveries(
+        return self.log.enqueue(
             alert.alert_id, [e.name for e in self.endpoints], alert.to_bytes()
         )
 
@@ -352,7 +351,7 @@ class WebhookDispatcher:
             key = (alert.alert_id, ep.name)
             fut = self._waiters.get(key)
             if fut is None:
-                row = await asyncio.to_thread(self.log.delivery, *key)
+                row = await asyncio.to_thread(self.log.get, *key)
                 if row is not None and row.status != "pending":
                     outcomes[ep.name] = DeliveryOutcome.SKIPPED
                     continue

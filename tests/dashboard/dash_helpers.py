@@ -52,7 +52,7 @@ class Fleet:
 
 def add_logins(store: Store) -> None:
     for role, (name, password) in LOGINS.items():
-        store.set_operator(name, role, password)
+        store.operators.set(name, role, password)
 
 
 def log_in(at: AppTest, name: str, password: str) -> AppTest:
@@ -143,9 +143,9 @@ def seed(store: Store, now: float) -> Fleet:
         windows.append(window("d-dan", "v-104", start, frames=600, face_frames=560))
     old = now - 2 * 3600
     windows += [window("d-carol", "v-103", old - 60 * k) for k in range(1, 6)]
-    store.upsert_window_metrics(windows)
+    store.series.upsert(windows)
     for driver, name in NAMES.items():
-        store.touch_driver(
+        store.series.touch_driver(
             driver,
             {"d-alice": "v-101", "d-bob": "v-102", "d-carol": "v-103", "d-dan": "v-104"}[driver],
             old - 600,
@@ -192,15 +192,15 @@ def seed(store: Store, now: float) -> Fleet:
         "Eyes off the road for 4.0 s",
         off_road_s=4.0,
     )
-    store.upsert_alerts([drowsy, earlier, distracted, stale])
-    store.resolve_alert(earlier.alert_id, "night-shift")
+    store.alerts.upsert_many([drowsy, earlier, distracted, stale])
+    store.alerts.resolve(earlier.alert_id, "night-shift")
 
     for i, reason in enumerate(
         [DeadLetterReason.BAD_SCHEMA] * 3
         + [DeadLetterReason.CORRUPT_FRAME] * 2
         + [DeadLetterReason.OVERSIZED]
     ):
-        store.record_dead_letter(
+        store.dead_letters.record(
             DeadLetter(
                 reason=reason,
                 error=f"{reason.value} #{i}",
@@ -211,8 +211,8 @@ def seed(store: Store, now: float) -> Fleet:
                 failed_at=now - 60 - i,
             )
         )
-    store.enqueue_deliveries(drowsy.alert_id, ["fleet-ops"], drowsy.to_bytes())
-    store.enqueue_deliveries(distracted.alert_id, ["fleet-ops"], distracted.to_bytes())
-    store.record_attempt(distracted.alert_id, "fleet-ops", 1, 503, "HTTP 503", 12.0)
-    store.mark_failed(distracted.alert_id, "fleet-ops", "HTTP 503 after 1 attempt")
+    store.deliveries.enqueue(drowsy.alert_id, ["fleet-ops"], drowsy.to_bytes())
+    store.deliveries.enqueue(distracted.alert_id, ["fleet-ops"], distracted.to_bytes())
+    store.deliveries.record_attempt(distracted.alert_id, "fleet-ops", 1, 503, "HTTP 503", 12.0)
+    store.deliveries.mark_failed(distracted.alert_id, "fleet-ops", "HTTP 503 after 1 attempt")
     return Fleet(store.url, store, now, drowsy.alert_id, distracted.alert_id)

@@ -76,7 +76,7 @@ def test_wrong_passwords_are_refused_logged_and_lock_the_login(
     assert "failed login for 'dana'" in caplog.text and "failed login for 'nobody'" in caplog.text
     for secret in ("not-the-password", "wrong-again", password):
         assert secret not in caplog.text
-    fleet.store.set_operator(name, OperatorRole.OPERATOR, password)  # an admin resets it
+    fleet.store.operators.set(name, OperatorRole.OPERATOR, password)  # an admin resets it
     log_in(at, name, password)
     assert "**Bob Okafor**" in texts(at, "markdown")
 
@@ -91,7 +91,7 @@ def test_viewers_read_but_cannot_act(fleet: Fleet) -> None:
     assert at.text_input(key=f"note-{aid}").disabled
     with pytest.raises(Exception, match="disabled"):
         at.button(key=f"ack-{aid}").click()
-    stored = fleet.store.get_alert(aid)
+    stored = fleet.store.alerts.get(aid)
     assert stored is not None and stored.state == AlertState.OPEN and stored.acked_by is None
 
 
@@ -100,14 +100,14 @@ def test_every_action_checks_the_role_on_the_server(fleet: Fleet) -> None:
     aid, name = fleet.drowsy_alert, OPERATOR[0]
     assert not at.button(key=f"ack-{aid}").disabled
     # Demoted while the page still shows the buttons: the click is refused all the same.
-    fleet.store.set_operator(name, OperatorRole.VIEWER, OPERATOR[1])
+    fleet.store.operators.set(name, OperatorRole.VIEWER, OPERATOR[1])
     at.button(key=f"ack-{aid}").click().run()
-    stored = fleet.store.get_alert(aid)
+    stored = fleet.store.alerts.get(aid)
     assert stored is not None and stored.state == AlertState.OPEN and stored.acked_by is None
     assert any("needs the operator role" in e for e in texts(at, "error"))
     assert at.button(key=f"ack-{aid}").disabled
     # Removed: the session is logged out at its next run.
-    fleet.store.remove_operator(name)
+    fleet.store.operators.remove(name)
     at.run()
     assert [t.key for t in at.text_input] == ["login_name", "login_password"]
     assert "Drowsy: KSS 9 (fatigue score 0.86)" not in texts(at, "markdown")
@@ -135,14 +135,14 @@ def test_a_new_database_gets_one_admin_whose_password_is_logged_once(
         dashboard_env.setenv("VIGIL_DATABASE_URL", schema_url)
         caplog.set_level(logging.WARNING, logger="dashboard.auth")
         at = visitor()
-        [admin] = store.operators()
+        [admin] = store.operators.all()
         assert (admin.name, admin.role) == ("admin", OperatorRole.ADMIN)
         [line] = [r.getMessage() for r in caplog.records if "created dashboard login" in r.msg]
         password = line.split("password ", 1)[1].split(" ", 1)[0]
         log_in(at, "admin", password)
         assert "Log out" in [b.label for b in at.button]
         visitor()  # a second visit creates nobody and logs nothing
-        assert len(store.operators()) == 1
+        assert len(store.operators.all()) == 1
         assert sum("created dashboard login" in r.msg for r in caplog.records) == 1
 
 
@@ -194,7 +194,7 @@ def test_oidc_roles_come_from_the_e_mail_lists_or_the_role_claim(oidc: Fleet) ->
     at = oidc_app({"is_logged_in": True, "email": "olga@example.com", "email_verified": True},
                   "views/alerts.py")
     at.button(key=f"ack-{aid}").click().run()
-    stored = oidc.store.get_alert(aid)
+    stored = oidc.store.alerts.get(aid)
     assert stored is not None and stored.acked_by == "olga@example.com"
     # An unverified address proves nothing.
     at = oidc_app({"is_logged_in": True, "email": "olga@example.com", "email_verified": False})

@@ -96,7 +96,7 @@ def test_a_viewer_cannot_acknowledge_an_operator_can_under_their_name(
     assert disabled and all(disabled)
     browser.click(f".st-key-alert-{aid} button", "Acknowledge")
     time.sleep(1.0)  # a click that did anything would have reached the server by now
-    stored = fleet.store.get_alert(aid)
+    stored = fleet.store.alerts.get(aid)
     assert stored is not None and stored.state == AlertState.OPEN and stored.acked_by is None
 
     browser.open(dashboard_url + "/")  # a new session: logged out again
@@ -107,7 +107,7 @@ def test_a_viewer_cannot_acknowledge_an_operator_can_under_their_name(
     browser.wait_for(f"{ACK_BUTTONS}.length > 0")
     assert browser.click(f".st-key-alert-{aid} button", "Acknowledge")
     wait_text(browser, f"acknowledged by {name}")
-    stored = fleet.store.get_alert(aid)
+    stored = fleet.store.alerts.get(aid)
     assert stored is not None and stored.state == AlertState.ACKED and stored.acked_by == name
 
 

@@ -29,9 +29,9 @@ def webm(path: Path, frames: int = 12) -> Path:
 
 
 def record(fleet: Fleet, aid: str, path: Path) -> None:
-    alert = fleet.store.get_alert(aid)
+    alert = fleet.store.alerts.get(aid)
     assert alert is not None
-    fleet.store.record_clip(EventClip(
+    fleet.store.clips.record(EventClip(
         alert_id=aid, driver_id=alert.driver_id, vehicle_id=alert.vehicle_id,
         path=str(path), sha256=sha256_of(path), size_bytes=path.stat().st_size, frames=12,
         fps=10.0, started_at=alert.detected_at - 1.1, ended_at=alert.detected_at,
@@ -46,7 +46,7 @@ def test_alert_detail_shows_the_clip_or_says_why_not(fleet: Fleet, tmp_path: Pat
     gone = webm(tmp_path / f"{distracted}.webm")
     record(fleet, distracted, gone)
     gone.unlink()
-    fleet.store.purge_clips([distracted])
+    fleet.store.clips.purge([distracted])
 
     views = queries.clips(fleet.store, [drowsy, distracted, "other"], tmp_path)
     assert [views[a].status for a in (drowsy, distracted, "other")] == [

@@ -109,7 +109,7 @@ def test_alerts_feed_acknowledge_and_flag_write_to_the_store(fleet: Fleet) -> No
     assert any("kss 9" in c and "perclos 0.32" in c for c in texts(at, "caption"))
 
     at.button(key=f"ack-{aid}").click().run()
-    stored = fleet.store.get_alert(aid)
+    stored = fleet.store.alerts.get(aid)
     assert stored is not None and stored.state == AlertState.ACKED and stored.acked_by == "dana"
     assert at.button(key=f"ack-{aid}").disabled  # acked: nothing more to acknowledge
     assert any("acknowledged by dana" in s for s in texts(at, "success"))
@@ -117,16 +117,16 @@ def test_alerts_feed_acknowledge_and_flag_write_to_the_store(fleet: Fleet) -> No
     at.text_input(key=f"note-{aid}").input("eyes were closed on the video").run()
     at.button(key=f"false_positive-{aid}").click().run()
     at.button(key=f"true_positive-{aid}").click().run()
-    history = fleet.store.flag_history(aid)
+    history = fleet.store.alerts.flag_history(aid)
     assert [(f.label, f.flagged_by, f.note) for f in history] == [
         (AlertFlag.FALSE_POSITIVE, "dana", "eyes were closed on the video"),
         (AlertFlag.TRUE_POSITIVE, "dana", None),  # the note went with the first flag
     ]
-    stored = fleet.store.get_alert(aid)
+    stored = fleet.store.alerts.get(aid)
     assert stored is not None and stored.flag == AlertFlag.TRUE_POSITIVE
 
     at.button(key=f"resolve-{aid}").click().run()
-    stored = fleet.store.get_alert(aid)
+    stored = fleet.store.alerts.get(aid)
     assert stored is not None and stored.state == AlertState.RESOLVED
     assert stored.resolved_by == "dana"
     # The default filter shows unresolved alerts: the resolved one leaves the feed.

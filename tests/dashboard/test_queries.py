@@ -53,7 +53,7 @@ def test_fleet_status_worst_first(fleet: Fleet) -> None:
 def test_fleet_status_from_alerts_windows_and_stored_state(empty_store: Store) -> None:
     now = 1_800_000_000.0
     s = empty_store
-    s.upsert_window_metrics(
+    s.series.upsert(
         [
             window("sleepy", "v1", now - 120),
             window("blocked", "v2", now - 120, face_frames=0, perclos=None, kss=None),
@@ -62,10 +62,10 @@ def test_fleet_status_from_alerts_windows_and_stored_state(empty_store: Store) -
             window("marked", "v5", now - 120),
         ]
     )
-    s.upsert_alert(
+    s.alerts.upsert(
         alert("sleepy", "v1", AlertReason.SLEEP, Severity.CRITICAL, now - 10, "Eyes closed 3.2 s")
     )
-    s.upsert_alert(
+    s.alerts.upsert(
         alert(
             "frozen",
             "v6",
@@ -75,7 +75,7 @@ def test_fleet_status_from_alerts_windows_and_stored_state(empty_store: Store) -
             "Driver unresponsive: no return 3 s after the sleep warning",
         )
     )
-    s.touch_driver("marked", "v5", now - 30, state="no face")
+    s.series.touch_driver("marked", "v5", now - 30, state="no face")
     table = queries.fleet_status(s, now)
     status = dict(zip(table["driver_id"], table["status"], strict=True))
     assert list(table["driver_id"][:2]) == ["frozen", "sleepy"]  # worst first
@@ -93,10 +93,10 @@ def test_fleet_status_from_alerts_windows_and_stored_state(empty_store: Store) -
     assert reasons["frozen"] == ""  # no window at all: no window state either
     assert pd.isna(table.set_index("driver_id").loc["frozen", "window_state"])
     # An acknowledged alert still describes the driver; a resolved one no longer does.
-    sleep_id = s.alerts(driver_id="sleepy")[0].alert_id
-    s.ack_alert(sleep_id, "ops")
+    sleep_id = s.alerts.find(driver_id="sleepy")[0].alert_id
+    s.alerts.ack(sleep_id, "ops")
     assert queries.fleet_status(s, now).set_index("driver_id").loc["sleepy", "status"] == "asleep"
-    s.resolve_alert(sleep_id, "ops")
+    s.alerts.resolve(sleep_id, "ops")
     row = queries.fleet_status(s, now).set_index("driver_id").loc["sleepy"]
     assert row["status"] == "alert"
     # Nothing heard for longer than offline_after_s: offline, whatever came before.
@@ -109,7 +109,7 @@ def test_windows_stored_before_states_were_decided_show_unknown(empty_store: Sto
     never decides one from its numbers, however drowsy they look; alerts still count."""
     now = 1_800_000_000.0
     s = empty_store
-    s.upsert_window_metrics(
+    s.series.upsert(
         [
             window("old", "v1", now - 120, decided=False, kss=9, perclos=0.4),
             window("old-sleepy", "v2", now - 120, decided=False),
@@ -117,8 +117,8 @@ def test_windows_stored_before_states_were_decided_show_unknown(empty_store: Sto
             window("new", "v4", now - 120),
         ]
     )
-    s.touch_driver("old-stale", "v3", now - 30)  # heard from, but its window is too old
-    s.upsert_alert(
+    s.series.touch_driver("old-stale", "v3", now - 30)  # heard from, but its window is too old
+    s.alerts.upsert(
         alert("old-sleepy", "v2", AlertReason.SLEEP, Severity.CRITICAL, now - 10, "Eyes closed")
     )
     table = queries.fleet_status(s, now).set_index("driver_id")
@@ -171,7 +171,7 @@ def test_apply_action(fleet: Fleet) -> None:
     assert queries.apply_action(fleet.store, aid, "false_positive", " ", "  ") == (
         "flagged false positive"
     )
-    entry = fleet.store.flag_history(aid)[-1]
+    entry = fleet.store.alerts.flag_history(aid)[-1]
     assert entry.flagged_by == "operator" and entry.note is None  # blank name and note
     with pytest.raises(InputError, match="valid: ack, resolve"):
         queries.apply_action(fleet.store, aid, "delete", "ops")

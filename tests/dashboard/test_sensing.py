@@ -21,7 +21,7 @@ def _seed(store: Store, now: float) -> str:
     an open SENSING_DEGRADED alert; glance: 10 s degraded, the rest measured; sleepy:
     degraded, but asleep is worse. Returns the turned driver's alert id."""
     start = (now // 60) * 60 - 60
-    store.upsert_window_metrics([
+    store.series.upsert([
         window("shades", "v1", start, degraded_s=50.0, sensing="eyes_hidden", kss=None),
         window("turned", "v2", start),
         window("glance", "v3", start, degraded_s=10.0, sensing="face_turned"),
@@ -29,11 +29,11 @@ def _seed(store: Store, now: float) -> str:
     ])
     for driver, name in (("shades", "Sam Shades"), ("turned", "Tara Turner"),
                          ("glance", "Gil Glance"), ("sleepy", "Sid Sleeper")):
-        store.touch_driver(driver, "v0", now - 5, name=name)
+        store.series.touch_driver(driver, "v0", now - 5, name=name)
     notice = alert("turned", "v2", AlertReason.SENSING_DEGRADED, Severity.WARNING, now - 20,
                    "Cannot monitor the eyes for 5.0 s: head turned too far away (96 % of frames)",
                    degraded_s=5.0, sensing="face_turned", degraded_share=0.96)
-    store.upsert_alerts([
+    store.alerts.upsert_many([
         notice,
         alert("sleepy", "v4", AlertReason.SLEEP, Severity.CRITICAL, now - 10, "Eyes closed 3.1 s"),
     ])
@@ -52,7 +52,7 @@ def test_fleet_status_says_who_cannot_be_monitored_and_why(empty_store: Store) -
     assert table.loc["turned", "status_detail"] == TURNED
     assert table.loc["glance", "status_detail"] == "Awake"
     # Resolved: the notice no longer describes the driver, and the window was fine.
-    empty_store.resolve_alert(notice, "ops")
+    empty_store.alerts.resolve(notice, "ops")
     assert queries.fleet_status(empty_store, now).set_index("driver_id").loc[
         "turned", "status"] == "alert"
 

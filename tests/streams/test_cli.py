@@ -112,10 +112,10 @@ def test_failed_webhooks_are_listed_and_redelivered_by_id_or_all(pg_schema_url: 
     with Store(pg_schema_url) as store:
         store.migrate()
         for alert_id in ("a1", "a2", "a3"):
-            store.enqueue_deliveries(alert_id, ["ops"], b"{}")
+            store.deliveries.enqueue(alert_id, ["ops"], b"{}")
         for alert_id in ("a1", "a2"):
-            store.mark_failed(alert_id, "ops", "gave up: url=https://ops.example/h?token=tk9")
-        store.mark_delivered("a3", "ops")
+            store.deliveries.mark_failed(alert_id, "ops", "gave up: url=https://ops.example/h?token=tk9")
+        store.deliveries.mark_delivered("a3", "ops")
         listed = [json.loads(line) for line in vigil("webhooks", "list-failed", env=env)
                   .stdout.splitlines()]
         assert [(d["alert_id"], d["endpoint"]) for d in listed] == [("a1", "ops"), ("a2", "ops")]
@@ -128,6 +128,6 @@ def test_failed_webhooks_are_listed_and_redelivered_by_id_or_all(pg_schema_url: 
         assert vigil("webhooks", "redeliver", env=env).returncode == 2  # neither id nor --all
         proc = vigil("webhooks", "redeliver", "--all", env=env)
         assert json.loads(proc.stdout) == {"redelivered": 1}
-        statuses = {d.alert_id: d.status.value for d in store.deliveries()}
+        statuses = {d.alert_id: d.status.value for d in store.deliveries.find()}
         assert statuses == {"a1": "pending", "a2": "pending", "a3": "delivered"}
         assert vigil("webhooks", "list-failed", env=env).stdout == ""

@@ -52,7 +52,7 @@ def test_demo_alerts_on_the_drowsy_driver_and_ctrl_c_leaves_no_process(
         alerts = []
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                alerts = store.alerts(driver_id="drv-ben", limit=20)
+                alerts = store.alerts.find(driver_id="drv-ben", limit=20)
             except Exception:  # not migrated yet
                 alerts = []
             if any(a.reason.value in {"microsleep", "sleep"} for a in alerts):
@@ -64,7 +64,7 @@ def test_demo_alerts_on_the_drowsy_driver_and_ctrl_c_leaves_no_process(
         assert f"http://127.0.0.1:{port}" in text
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as r:
             assert r.read().strip() == b"ok"
-        names = {e.driver_id: e.name for e in store.fleet_overview()}
+        names = {e.driver_id: e.name for e in store.series.fleet_overview()}
         assert names["drv-ben"] == "Ben Okafor" and len(names) == 3
         # The webhook reaches the local receiver, which verified its signature, and the
         # fleet page, read in headless Chromium, shows the alert on Ben's card.

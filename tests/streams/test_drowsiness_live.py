@@ -175,10 +175,10 @@ def checkpoint_bytes(bias: float) -> bytes:
 
 class Registry:
     def __init__(self) -> None:
-        self.promoted: tuple[str, bytes] | None = None
+        self.served: tuple[str, bytes] | None = None
 
-    def promoted_model(self, name: str) -> tuple[str, bytes] | None:
-        return self.promoted
+    def promoted(self, name: str) -> tuple[str, bytes] | None:
+        return self.served
 
 
 def test_the_served_model_follows_promotions_without_a_restart() -> None:
@@ -186,10 +186,10 @@ def test_the_served_model_follows_promotions_without_a_restart() -> None:
     served = ServedDrowsinessModel(registry)
     window = np.zeros((WINDOW_BLINKS, 4), np.float32)
     assert not served.refresh() and served.version == SHIPPED_VERSION
-    registry.promoted = ("v1", checkpoint_bytes(10.0))
+    registry.served = ("v1", checkpoint_bytes(10.0))
     assert served.refresh() and served.estimate(window).state == "drowsy"
     assert served.estimate(window).model == "v1"
-    registry.promoted = ("v2", b"not a checkpoint")
+    registry.served = ("v2", b"not a checkpoint")
     assert not served.refresh() and served.version == "v1"  # a broken version is not served
-    registry.promoted = None
+    registry.served = None
     assert served.refresh() and served.version == SHIPPED_VERSION  # rolled back to shipped

@@ -74,18 +74,18 @@ def test_record_clip_is_idempotent_and_reads_back_with_the_alert_flag(store: Sto
                                                                       tmp_path: Path) -> None:
     alert = make_alert("d1", NOW)
     clip = make_clip(alert, clip_file(tmp_path, alert), NOW + 1)
-    assert store.record_clip(clip, at=NOW + 2)  # before its alert is stored: no FK
-    assert not store.record_clip(clip.model_copy(update={"frames": 99}))
-    stored = store.clip_for_alert(alert.alert_id)
+    assert store.clips.record(clip, at=NOW + 2)  # before its alert is stored: no FK
+    assert not store.clips.record(clip.model_copy(update={"frames": 99}))
+    stored = store.clips.for_alert(alert.alert_id)
     assert stored is not None and stored.frames == 30 and stored.flag is None
     assert stored.recorded_at == NOW + 2 and not stored.purged
     assert EventClip.model_validate(
         {f: getattr(stored, f) for f in EventClip.model_fields if f != "schema_"}) == clip
-    store.upsert_alert(alert)
-    store.flag_alert(alert.alert_id, AlertFlag.TRUE_POSITIVE, "dana")
-    assert store.clip_for_alert(alert.alert_id).flag == AlertFlag.TRUE_POSITIVE  # type: ignore[union-attr]
-    assert store.clip_for_alert("nope") is None
-    assert set(store.clips_for_alerts([alert.alert_id, "nope"])) == {alert.alert_id}
+    store.alerts.upsert(alert)
+    store.alerts.flag(alert.alert_id, AlertFlag.TRUE_POSITIVE, "dana")
+    assert store.clips.for_alert(alert.alert_id).flag == AlertFlag.TRUE_POSITIVE  # type: ignore[union-attr]
+    assert store.clips.for_alert("nope") is None
+    assert set(store.clips.for_alerts([alert.alert_id, "nope"])) == {alert.alert_id}
     assert store.row_counts()["event_clips"] == 1
 
 
@@ -97,20 +97,20 @@ def test_expired_clips_keep_flagged_ones_longer_and_purged_ones_stay_purged(
     clips = {}
     for name, days in ages.items():
         alert = make_alert(name, NOW - days * DAY_S)
-        store.upsert_alert(alert)
+        store.alerts.upsert(alert)
         if "flagged" in name:
-            store.flag_alert(alert.alert_id, AlertFlag.FALSE_POSITIVE, "dana")
+            store.alerts.flag(alert.alert_id, AlertFlag.FALSE_POSITIVE, "dana")
         clips[name] = make_clip(alert, tmp_path / f"{name}.webm", NOW - days * DAY_S)
-        store.record_clip(clips[name])
-    expired = store.expired_clips(*policy.cutoffs(NOW))
+        store.clips.record(clips[name])
+    expired = store.clips.expired(*policy.cutoffs(NOW))
     assert [c.driver_id for c in expired] == ["ancient-flagged", "old"]
     assert all(policy.expired(c.created_at, c.flag is not None, NOW) for c in expired)
-    assert store.purge_clips([c.alert_id for c in expired], at=NOW) == 2
-    assert store.purge_clips([c.alert_id for c in expired], at=NOW) == 0
-    assert store.expired_clips(*policy.cutoffs(NOW)) == []
+    assert store.clips.purge([c.alert_id for c in expired], at=NOW) == 2
+    assert store.clips.purge([c.alert_id for c in expired], at=NOW) == 0
+    assert store.clips.expired(*policy.cutoffs(NOW)) == []
     # A replayed clip record does not bring a purged clip back.
-    assert not store.record_clip(clips["old"])
-    tomb = store.clip_for_alert(clips["old"].alert_id)
+    assert not store.clips.record(clips["old"])
+    tomb = store.clips.for_alert(clips["old"].alert_id)
     assert tomb is not None and tomb.purged_at == NOW
 
 
@@ -135,15 +135,15 @@ def aged(store: Store, tmp_path: Path) -> dict[str, EventClip]:
                                         ("flagged", 8, AlertFlag.TRUE_POSITIVE, True),
                                         ("gone", 8, None, False)]:
         alert = make_alert(name, NOW - days * DAY_S)
-        store.upsert_alert(alert)
+        store.alerts.upsert(alert)
         if flag:
-            store.flag_alert(alert.alert_id, flag, "dana")
+            store.alerts.flag(alert.alert_id, flag, "dana")
         path = clip_file(directory, alert)
         if not keep_file:
             path.unlink()
             path.with_suffix(".json").unlink()
         out[name] = make_clip(alert, path, NOW - days * DAY_S)
-        store.record_clip(out[name])
+        store.clips.record(out[name])
     return out
 
 
@@ -169,7 +169,7 @@ def test_purge_deletes_expired_files_and_rows_together(store: Store, tmp_path: P
     assert sorted(dry.expired) == sorted([aged["old"].alert_id, aged["gone"].alert_id])
     assert sorted(dry.orphans) == sorted([orphan.name, temp.name])
     assert Path(aged["old"].path).exists() and orphan.exists()
-    assert store.expired_clips(*RetentionPolicy.from_settings(settings).cutoffs(NOW))
+    assert store.clips.expired(*RetentionPolicy.from_settings(settings).cutoffs(NOW))
 
     report = purge_clips(store, settings, now=NOW)
     assert report.deleted_files == 1 and report.missing_files == 1 and report.failed == []
@@ -177,10 +177,10 @@ def test_purge_deletes_expired_files_and_rows_together(store: Store, tmp_path: P
     assert not Path(aged["old"].path).with_suffix(".json").exists()
     assert not orphan.exists() and not temp.exists() and young_orphan.exists()
     for name in ("old", "gone"):
-        assert store.clip_for_alert(aged[name].alert_id).purged  # type: ignore[union-attr]
+        assert store.clips.for_alert(aged[name].alert_id).purged  # type: ignore[union-attr]
     for name in ("fresh", "flagged"):  # flagged: kept for retraining
         assert Path(aged[name].path).exists()
-        assert not store.clip_for_alert(aged[name].alert_id).purged  # type: ignore[union-attr]
+        assert not store.clips.for_alert(aged[name].alert_id).purged  # type: ignore[union-attr]
     assert purge_clips(store, settings, now=NOW).expired == []
 
     later = purge_clips(store, settings, now=NOW + 89 * DAY_S)
@@ -201,8 +201,8 @@ def test_a_file_that_cannot_be_deleted_keeps_its_row(store: Store, tmp_path: Pat
     monkeypatch.setattr(Path, "unlink", unlink)
     report = purge_clips(store, ClipSettings(clips_dir=tmp_path / "clips"), now=NOW)
     assert report.failed == [aged["old"].alert_id]
-    assert not store.clip_for_alert(aged["old"].alert_id).purged  # type: ignore[union-attr]
-    assert store.clip_for_alert(aged["gone"].alert_id).purged  # type: ignore[union-attr]
+    assert not store.clips.for_alert(aged["old"].alert_id).purged  # type: ignore[union-attr]
+    assert store.clips.for_alert(aged["gone"].alert_id).purged  # type: ignore[union-attr]
 
 
 def test_vigil_clips_purge_command(store: Store, tmp_path: Path, aged: dict[str, EventClip],
@@ -250,7 +250,7 @@ def test_the_purge_deletes_only_its_own_files(store: Store, tmp_path: Path) -> N
     directory go, however old."""
     directory, victim, claims = forgeries(tmp_path)
     for alert, path in claims:
-        store.record_clip(make_clip(alert, path, NOW - 9 * DAY_S))
+        store.clips.record(make_clip(alert, path, NOW - 9 * DAY_S))
     stranger = directory / "notes.txt"
     stranger.write_text("the operator's")
     old = NOW - 30 * DAY_S
@@ -264,7 +264,7 @@ def test_the_purge_deletes_only_its_own_files(store: Store, tmp_path: Path) -> N
     assert report.deleted_files == 0 and report.failed == []
     assert victim.read_bytes() == b"not a clip" and victim.with_suffix(".json").exists()
     assert stranger.exists()
-    assert all(store.clip_for_alert(a).purged for a in report.refused)  # type: ignore[union-attr]
+    assert all(store.clips.for_alert(a).purged for a in report.refused)  # type: ignore[union-attr]
     assert purge_clips(store, settings, now=NOW).expired == []
 
 
@@ -289,19 +289,19 @@ def test_the_sink_refuses_forged_clip_records(pg_schema_url: str, tmp_path: Path
                     producer.send(EVENT_CLIPS.name, key=r.driver_id.encode(),
                                   value=r.to_bytes()).get(timeout=30)
                 deadline = time.monotonic() + 90
-                while (store.clip_for_alert(good.alert_id) is None
-                       or len(store.dead_letters()) < len(claims)):
-                    assert time.monotonic() < deadline, store.dead_letters()
+                while (store.clips.for_alert(good.alert_id) is None
+                       or len(store.dead_letters.find()) < len(claims)):
+                    assert time.monotonic() < deadline, store.dead_letters.find()
                     time.sleep(0.2)
         finally:
             producer.close()
             close()
-    letters = store.dead_letters()
+    letters = store.dead_letters.find()
     assert len(letters) == len(claims)
     assert all(dl.source_topic == EVENT_CLIPS.name and dl.reason is DeadLetterReason.BAD_SCHEMA
                and "not its file in the clip directory" in dl.error for dl in letters)
-    assert store.dead_letter_counts() == {"bad_schema": len(claims)}
-    assert set(store.clips_for_alerts([r.alert_id for r in records])) == {good.alert_id}
+    assert store.dead_letters.counts() == {"bad_schema": len(claims)}
+    assert set(store.clips.for_alerts([r.alert_id for r in records])) == {good.alert_id}
     store.close()
 
 
@@ -370,8 +370,8 @@ def test_alert_behind_real_frames_becomes_a_blurred_clip_in_postgres(
                 while time.monotonic() < deadline:
                     assert aggregator.poll() is None, (tmp_path / "aggregator.log").read_text()
                     try:
-                        stored = store.clip_for_alert(alert.alert_id)
-                        letters = store.dead_letters()
+                        stored = store.clips.for_alert(alert.alert_id)
+                        letters = store.dead_letters.find()
                     except Exception:  # not migrated yet
                         pass
                     if stored is not None and letters:

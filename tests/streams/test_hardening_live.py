@@ -255,13 +255,13 @@ def test_aggregator_sets_aside_bad_observations_and_survives_a_future_record(
         def stored_dead() -> set[Position]:
             try:
                 return {(d.source_topic, d.partition, d.offset)
-                        for d in store.dead_letters(limit=None)}
+                        for d in store.dead_letters.find(limit=None)}
             except Exception:  # not migrated yet
                 return set()
 
         def alerts(driver: str) -> set[str]:
             try:
-                return {a.alert_id for a in store.alerts(driver_id=driver, limit=500)}
+                return {a.alert_id for a in store.alerts.find(driver_id=driver, limit=500)}
             except Exception:
                 return set()
 
@@ -300,12 +300,12 @@ def test_aggregator_sets_aside_bad_observations_and_survives_a_future_record(
                         for a in reference.observe(o) if a.reason is AlertReason.SLEEP}
             assert len(expected) >= 4
             wait(lambda: expected <= alerts("fut")
-                 and len(store.driver_series("fut", since=start - 60, until=now)) >= 2, 120,
+                 and len(store.series.of_driver("fut", since=start - 60, until=now)) >= 2, 120,
                  lambda: f"fut: {len(alerts('fut'))} alerts; {log2.read_text()[-3000:]}")
         finally:
             stop_child(aggregator)
             producer.close()
-    letters = store.dead_letters(limit=None)
+    letters = store.dead_letters.find(limit=None)
     store.close()
     nul_key = [d for d in letters if d.key is not None and d.key.startswith("d\\x00")]
     assert nul_key, "the NUL key was not stored, escaped"

@@ -19,23 +19,23 @@ T0 = 1_800_000_000.0
 
 
 def test_passwords_are_stored_salted_and_hashed(store: Store) -> None:
-    assert store.set_operator("ana", OperatorRole.OPERATOR, "same-password") is True
-    assert store.set_operator("ben", "viewer", "same-password") is True
-    with store.engine.connect() as conn:
+    assert store.operators.set("ana", OperatorRole.OPERATOR, "same-password") is True
+    assert store.operators.set("ben", "viewer", "same-password") is True
+    with store.db.engine.connect() as conn:
         hashes = dict(conn.execute(text("SELECT name, password_hash FROM operators")).all())
     assert all(h.startswith("scrypt$") and "same-password" not in h for h in hashes.values())
     assert hashes["ana"] != hashes["ben"]  # a salt per password
-    assert store.authenticate("ana", "same-password").role == OperatorRole.OPERATOR
-    assert [(o.name, o.role) for o in store.operators()] == [
+    assert store.operators.authenticate("ana", "same-password").role == OperatorRole.OPERATOR
+    assert [(o.name, o.role) for o in store.operators.all()] == [
         ("ana", OperatorRole.OPERATOR), ("ben", OperatorRole.VIEWER)]
     # Adding again changes role and password.
-    assert store.set_operator("ana", OperatorRole.ADMIN, "another-password") is False
+    assert store.operators.set("ana", OperatorRole.ADMIN, "another-password") is False
     with pytest.raises(LoginRefusedError, match="wrong name or password"):
-        store.authenticate("ana", "same-password")
-    assert store.authenticate("ana", "another-password").role == OperatorRole.ADMIN
-    assert store.remove_operator("ana") is True and store.remove_operator("ana") is False
+        store.operators.authenticate("ana", "same-password")
+    assert store.operators.authenticate("ana", "another-password").role == OperatorRole.ADMIN
+    assert store.operators.remove("ana") is True and store.operators.remove("ana") is False
     with pytest.raises(LoginRefusedError, match="wrong name or password"):
-        store.authenticate("ana", "another-password")
+        store.operators.authenticate("ana", "another-password")
 
 
 @pytest.mark.parametrize(("name", "password", "says"), [
@@ -48,40 +48,44 @@ def test_bad_names_and_short_passwords_are_refused(
     store: Store, name: str, password: str, says: str
 ) -> None:
     with pytest.raises(InputError, match=says):
-        store.set_operator(name, OperatorRole.VIEWER, password)
+        store.operators.set(name, OperatorRole.VIEWER, password)
     with pytest.raises(InputError, match="unknown role"):
-        store.set_operator("ana", "root", "long-enough")
-    assert store.operators() == []
+        store.operators.set("ana", "root", "long-enough")
+    assert store.operators.all() == []
 
 
 def test_repeated_wrong_passwords_lock_the_login_for_a_while(store: Store) -> None:
-    store.set_operator("ana", OperatorRole.OPERATOR, "right-password")
+    store.operators.set("ana", OperatorRole.OPERATOR, "right-password")
     for i in range(2):
         with pytest.raises(LoginRefusedError) as caught:
-            store.authenticate("ana", f"guess-{i}", max_failures=3, lockout_s=300, at=T0 + i)
+            store.operators.authenticate("ana", f"guess-{i}", max_failures=3, lockout_s=300,
+                                         at=T0 + i)
         assert not caught.value.locked
-    assert store.operator("ana").failed_logins == 2  # type: ignore[union-attr]
+    assert store.operators.get("ana").failed_logins == 2  # type: ignore[union-attr]
     with pytest.raises(LoginRefusedError, match="locked") as caught:
-        store.authenticate("ana", "guess-2", max_failures=3, lockout_s=300, at=T0 + 2)
+        store.operators.authenticate("ana", "guess-2", max_failures=3, lockout_s=300, at=T0 + 2)
     assert caught.value.locked
     # Locked: even the right password is refused until the lockout ends.
     with pytest.raises(LoginRefusedError, match="try again in 5 min"):
-        store.authenticate("ana", "right-password", max_failures=3, lockout_s=300, at=T0 + 3)
-    ok = store.authenticate("ana", "right-password", max_failures=3, lockout_s=300, at=T0 + 303)
+        store.operators.authenticate("ana", "right-password", max_failures=3, lockout_s=300,
+                                     at=T0 + 3)
+    ok = store.operators.authenticate("ana", "right-password", max_failures=3, lockout_s=300,
+                                      at=T0 + 303)
     assert (ok.failed_logins, ok.locked_until, ok.last_login_at) == (0, None, T0 + 303)
     # A success resets the count: two more failures do not lock it.
     for i in range(2):
         with pytest.raises(LoginRefusedError):
-            store.authenticate("ana", "nope-nope", max_failures=3, at=T0 + 310 + i)
-    assert store.authenticate("ana", "right-password", max_failures=3, at=T0 + 320).name == "ana"
+            store.operators.authenticate("ana", "nope-nope", max_failures=3, at=T0 + 310 + i)
+    ok = store.operators.authenticate("ana", "right-password", max_failures=3, at=T0 + 320)
+    assert ok.name == "ana"
 
 
 def test_one_first_admin_only(store: Store) -> None:
-    assert store.create_first_admin("admin", "first-password") is True
-    assert store.create_first_admin("admin", "second-password") is False
-    assert store.create_first_admin("other", "second-password") is False
-    assert [(o.name, o.role) for o in store.operators()] == [("admin", OperatorRole.ADMIN)]
-    assert store.authenticate("admin", "first-password").role == OperatorRole.ADMIN
+    assert store.operators.create_first_admin("admin", "first-password") is True
+    assert store.operators.create_first_admin("admin", "second-password") is False
+    assert store.operators.create_first_admin("other", "second-password") is False
+    assert [(o.name, o.role) for o in store.operators.all()] == [("admin", OperatorRole.ADMIN)]
+    assert store.operators.authenticate("admin", "first-password").role == OperatorRole.ADMIN
 
 
 def vigil(*args: str, stdin: str = "", env: dict[str, str] | None = None
@@ -110,8 +114,8 @@ def test_vigil_users_add_list_remove(pg_schema_url: str) -> None:
     assert "piped-password" not in everything and "env-password" not in everything
     assert not any("hash" in key for key in rows[0])
     with Store(pg_schema_url) as store:
-        assert store.authenticate("ana", "piped-password").role == OperatorRole.OPERATOR
-        assert store.authenticate("ben", "env-password").role == OperatorRole.ADMIN
+        assert store.operators.authenticate("ana", "piped-password").role == OperatorRole.OPERATOR
+        assert store.operators.authenticate("ben", "env-password").role == OperatorRole.ADMIN
     assert vigil("users", "remove", "ana", env=env).returncode == 0
     gone = vigil("users", "remove", "ana", env=env)
     assert gone.returncode == 2 and "no dashboard login 'ana'" in gone.stderr

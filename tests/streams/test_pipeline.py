@@ -59,7 +59,7 @@ def test_drowsy_driver_alerts_reach_postgres_and_a_signed_webhook(
                 dead = [p for p in procs if p.poll() is not None]
                 assert not dead, "".join(p.read_text() for p in tmp_path.glob("*.log"))
                 try:
-                    found = [a for a in store.alerts(driver_id="drowsy-1", limit=50)
+                    found = [a for a in store.alerts.find(driver_id="drowsy-1", limit=50)
                              if a.reason.value in {"microsleep", "sleep"}]
                 except Exception:  # the aggregator may not have migrated yet
                     found = []
@@ -80,7 +80,8 @@ def test_drowsy_driver_alerts_reach_postgres_and_a_signed_webhook(
             expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
             assert f"v1,{expected}" in headers["webhook-signature"].split()
             assert headers["webhook-id"] == body["alert_id"]
-            alert_driver = {a.reason.value for a in store.alerts(driver_id="alert-1", limit=50)}
+            found = store.alerts.find(driver_id="alert-1", limit=50)
+            alert_driver = {a.reason.value for a in found}
             assert not alert_driver & EYE_REASONS, alert_driver
             store.close()
         finally:

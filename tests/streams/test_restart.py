@@ -33,7 +33,7 @@ FRAMES = 15 * 90
 
 def stored_ids(store: Store, driver: str = "d-restart") -> dict[str, str]:
     try:
-        return {a.alert_id: a.reason.value for a in store.alerts(driver_id=driver, limit=500)}
+        return {a.alert_id: a.reason.value for a in store.alerts.find(driver_id=driver, limit=500)}
     except Exception:  # not migrated yet
         return {}
 

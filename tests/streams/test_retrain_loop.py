@@ -31,26 +31,28 @@ FAST = RetrainConfig(gan_epochs=40, training=DrowsinessConfig(epochs=30))
 
 
 def test_registry_numbers_versions_and_promotes_and_rolls_back(store: Store) -> None:
-    v1 = store.register_model_version(MODEL, b"one", data_hash="h1", metrics={"f1": 0.5})
-    v2 = store.register_model_version(MODEL, b"two", data_hash="h2", metrics={},
+    v1 = store.model_versions.register(MODEL, b"one", data_hash="h1", metrics={"f1": 0.5})
+    v2 = store.model_versions.register(MODEL, b"two", data_hash="h2", metrics={},
                                       parent="v1", note="from flags")
     assert (v1.version, v2.version, v2.parent, v2.status) == ("v1", "v2", "v1", "candidate")
-    assert store.promoted_model(MODEL) is None  # nothing promoted: the shipped weights serve
+    # Nothing promoted: the shipped weights serve.
+    assert store.model_versions.promoted(MODEL) is None
     with pytest.raises(InputError):
-        store.rollback_model(MODEL)
-    store.promote_model(MODEL, "v1")
-    store.promote_model(MODEL, "2")
-    assert store.promoted_model(MODEL) == ("v2", b"two")
-    assert [v.status for v in store.model_versions(MODEL)] == ["retired", "promoted"]
-    back = store.rollback_model(MODEL)
+        store.model_versions.rollback(MODEL)
+    store.model_versions.promote(MODEL, "v1")
+    store.model_versions.promote(MODEL, "2")
+    assert store.model_versions.promoted(MODEL) == ("v2", b"two")
+    assert [v.status for v in store.model_versions.versions(MODEL)] == ["retired", "promoted"]
+    back = store.model_versions.rollback(MODEL)
     assert back is not None and back.version == "v1"
-    assert store.promoted_model(MODEL) == ("v1", b"one")
-    assert store.rollback_model(MODEL) is None  # past the first version: shipped again
-    assert store.promoted_model(MODEL) is None
-    assert [v.status for v in store.model_versions(MODEL)] == ["rolled_back", "rolled_back"]
+    assert store.model_versions.promoted(MODEL) == ("v1", b"one")
+    assert store.model_versions.rollback(MODEL) is None  # past the first version: shipped again
+    assert store.model_versions.promoted(MODEL) is None
+    statuses = [v.status for v in store.model_versions.versions(MODEL)]
+    assert statuses == ["rolled_back", "rolled_back"]
     with pytest.raises(ModelVersionNotFoundError):
-        store.promote_model(MODEL, "v9")
-    assert store.model_checkpoint(MODEL, "v2") == b"two"
+        store.model_versions.promote(MODEL, "v9")
+    assert store.model_versions.checkpoint(MODEL, "v2") == b"two"
 
 
 def flag_rldd_alerts(store: Store, fp: int, tp: int) -> None:
@@ -69,8 +71,8 @@ def flag_rldd_alerts(store: Store, fp: int, tp: int) -> None:
                       driver_id=f"d{n % 4}", vehicle_id="van", reason=AlertReason.DROWSINESS,
                       severity=Severity.WARNING, started_at=t, detected_at=t + 60,
                       message="Drowsy", evidence={"kss": 8, "blink_window": data.x[i].tolist()})
-        store.upsert_alert(alert)
-        store.flag_alert(alert.alert_id, "false_positive" if data.y[i] == 0 else "true_positive",
+        store.alerts.upsert(alert)
+        store.alerts.flag(alert.alert_id, "false_positive" if data.y[i] == 0 else "true_positive",
                          by="operator")
 
 
@@ -78,7 +80,7 @@ def test_too_few_flags_is_a_clear_error(store: Store) -> None:
     flag_rldd_alerts(store, 2, 3)
     with pytest.raises(InputError, match="needs at least 10"):
         retrain(store, FAST)
-    assert store.model_versions(MODEL) == []
+    assert store.model_versions.versions(MODEL) == []
 
 
 def test_rule_only_alerts_are_left_out_of_the_examples(store: Store) -> None:
@@ -86,9 +88,9 @@ def test_rule_only_alerts_are_left_out_of_the_examples(store: Store) -> None:
     alert = Alert(alert_id=alert_id("d9", AlertReason.DROWSINESS, T0), driver_id="d9",
                   vehicle_id="van", reason=AlertReason.DROWSINESS, severity=Severity.INFO,
                   started_at=T0, detected_at=T0 + 60, message="Drowsy", evidence={"kss": 7})
-    store.upsert_alert(alert)
-    store.flag_alert(alert.alert_id, "true_positive", by="operator")
-    examples, skipped = flagged_examples(store.flagged_alerts())
+    store.alerts.upsert(alert)
+    store.alerts.flag(alert.alert_id, "true_positive", by="operator")
+    examples, skipped = flagged_examples(store.alerts.flagged())
     assert sorted(examples.y.tolist()) == [0, 2] and skipped == 1
 
 
@@ -105,7 +107,7 @@ def observations(start: float, seconds: int, rng: np.random.Generator, seq0: int
 def wait_for_window(store: Store, start: float, timeout_s: float = 90) -> dict[str, object]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for w in store.driver_series("d-live", since=start, until=start + 1):
+        for w in store.series.of_driver("d-live", since=start, until=start + 1):
             return w.model_dump()
         time.sleep(0.3)
     raise AssertionError(f"window at {start} never reached the store")
@@ -144,11 +146,11 @@ def test_flags_retrain_register_promote_and_the_running_aggregator_serves_it(
                 # 60 blinks: the shift's baseline; then the window of the next 60 blinks.
                 send(observations(T0, 62, rng, 0))
                 assert wait_for_window(store, T0)["drowsiness_model"] is None
-                store.promote_model(MODEL, version.version)
+                store.model_versions.promote(MODEL, version.version)
                 time.sleep(2)  # a few refresh intervals
                 send(observations(T0 + 62, 62, rng, 124))
                 assert wait_for_window(store, T0 + 60)["drowsiness_model"] == "v1"
-                store.rollback_model(MODEL)
+                store.model_versions.rollback(MODEL)
                 time.sleep(2)
                 send(observations(T0 + 124, 60, rng, 248))
                 served_after = wait_for_window(store, T0 + 120)

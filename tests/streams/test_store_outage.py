@@ -22,7 +22,7 @@ from test_store import alert, window
 
 from streams.sinks import _with_store
 from streams.store import Store, StoreError, StoreUnavailableError
-from streams.store.store import ALERTS, METRICS
+from streams.store.models import ALERTS, METRICS
 
 CUT_S = float(os.environ.get("VIGIL_TEST_DB_CUT_S", "15"))
 RECORDS = 120  # alerts, and as many windows
@@ -53,8 +53,8 @@ def test_a_database_cut_loses_and_duplicates_no_row(
     async def sink() -> None:
         with Store(url) as store:
             for i, (a, w) in enumerate(zip(alerts, windows, strict=True)):
-                await _with_store("storing alert", partial(store.upsert_alert, a))
-                await _with_store("storing window", partial(store.upsert_window_metrics, [w]))
+                await _with_store("storing alert", partial(store.alerts.upsert, a))
+                await _with_store("storing window", partial(store.series.upsert, [w]))
                 if i == RECORDS // 3:
                     halfway.set()
                 await asyncio.sleep(0.02)  # a stream's pace, so writes span the cut
@@ -84,7 +84,7 @@ def test_a_database_cut_loses_and_duplicates_no_row(
     retried = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
     assert retried  # the cut was felt...
 
-    with direct.engine.connect() as conn:
+    with direct.db.engine.connect() as conn:
         stored_alerts = conn.execute(select(ALERTS.c.alert_id)).scalars().all()
         stored_windows = conn.execute(
             select(METRICS.c.driver_id, METRICS.c.window_start)).all()
@@ -107,5 +107,5 @@ def test_a_data_error_is_not_taken_for_an_outage(store: Store) -> None:
     if store.dialect != "postgresql":
         pytest.skip("SQLite does not enforce VARCHAR lengths")
     with pytest.raises(StoreError) as info:
-        store.upsert_window_metrics([window("d1", T0).model_copy(update={"driver_id": "d" * 129})])
+        store.series.upsert([window("d1", T0).model_copy(update={"driver_id": "d" * 129})])
     assert not info.value.retryable and not isinstance(info.value, StoreUnavailableError)

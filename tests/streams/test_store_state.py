@@ -18,21 +18,22 @@ def test_decided_windows_round_trip_and_a_replay_updates_them(store: Store) -> N
     assert drowsy.state is DriverState.DROWSY
     assert drowsy.state_reasons == [StateReason.KSS_WARNING, StateReason.PERCLOS]
     assert (awake.state, awake.state_reasons) == (DriverState.AWAKE, [])
-    store.upsert_window_metrics([drowsy, awake])
-    assert store.driver_series("d1") == [drowsy]
-    assert store.driver_series("d2") == [awake]
-    assert {e.driver_id: e.latest for e in store.fleet_overview()} == {"d1": drowsy, "d2": awake}
+    store.series.upsert([drowsy, awake])
+    assert store.series.of_driver("d1") == [drowsy]
+    assert store.series.of_driver("d2") == [awake]
+    latest = {e.driver_id: e.latest for e in store.series.fleet_overview()}
+    assert latest == {"d1": drowsy, "d2": awake}
     # Reprocessing decides again and the row follows (one row per window, as ever).
     again = decide_window(window("d1", T0, kss=5, perclos=0.02))
-    store.upsert_window_metrics([again])
-    assert store.driver_series("d1") == [again]
+    store.series.upsert([again])
+    assert store.series.of_driver("d1") == [again]
     assert again.state is DriverState.AWAKE
 
 
 def test_an_undecided_window_stays_undecided(store: Store) -> None:
     w = window("d1", T0, kss=9, perclos=0.5)  # nobody decided it: no state is made up
-    store.upsert_window_metrics([w])
-    (back,) = store.driver_series("d1")
+    store.series.upsert([w])
+    (back,) = store.series.of_driver("d1")
     assert (back.state, back.state_reasons) == (None, [])
     assert back == w
 
@@ -40,14 +41,14 @@ def test_an_undecided_window_stays_undecided(store: Store) -> None:
 def test_windows_stored_before_0007_read_back_undecided(db_url: str) -> None:
     with Store(db_url) as s:
         _migrate_to(s, "0006")
-        with s.engine.begin() as conn:
+        with s.db.engine.begin() as conn:
             conn.execute(text(OLD_WINDOW), {"start": T0})
         s.migrate()
-        (old,) = s.driver_series("d-old")
+        (old,) = s.series.of_driver("d-old")
         assert (old.state, old.state_reasons, old.blink_count) == (None, [], 15)
         # Downgrading removes exactly the two columns again.
         _migrate_to(s, "0006", downgrade=True)
-        with s.engine.connect() as conn:
+        with s.db.engine.connect() as conn:
             columns = conn.execute(text("SELECT * FROM window_metrics")).keys()
         assert "state" not in columns and "state_reasons" not in columns
         assert "sensing" in columns

@@ -75,7 +75,7 @@ def test_alerts_raised_while_the_receiver_is_down_arrive_once_after_a_crash_and_
 
             def tried_all() -> bool:
                 try:
-                    rows = store.deliveries()
+                    rows = store.deliveries.find()
                 except Exception:  # not migrated yet
                     return False
                 return len(rows) == ALERT_COUNT and all(d.attempts >= 1 for d in rows)
@@ -83,14 +83,14 @@ def test_alerts_raised_while_the_receiver_is_down_arrive_once_after_a_crash_and_
             wait_for(tried_all, 180, lambda: f"not every alert tried: {log_tail()}")
             aggregator.send_signal(signal.SIGKILL)  # a crash, with retries pending
             aggregator.wait()
-            assert {d.status for d in store.deliveries()} == {DeliveryStatus.PENDING}
+            assert {d.status for d in store.deliveries.find()} == {DeliveryStatus.PENDING}
             assert not received
 
             with BackgroundReceiver([secret], on_delivery, port=port):  # the receiver is back
                 aggregator = spawn(["aggregator", "--bootstrap", broker.bootstrap], env,
                                    logs / "a2.log")
-                wait_for(lambda: store.delivery_counts()["delivered"] == ALERT_COUNT, 180,
-                         lambda: f"{store.delivery_counts()} {dict(received)} {log_tail()}")
+                wait_for(lambda: store.deliveries.counts()["delivered"] == ALERT_COUNT, 180,
+                         lambda: f"{store.deliveries.counts()} {dict(received)} {log_tail()}")
                 # Long enough for a second copy to show up, were one ever sent.
                 time.sleep(3)
         finally:
@@ -98,10 +98,10 @@ def test_alerts_raised_while_the_receiver_is_down_arrive_once_after_a_crash_and_
             store.close()
 
     assert received == Counter({a.alert_id: 1 for a in alerts})  # each alert once
-    delivered = store.deliveries(DeliveryStatus.DELIVERED)
+    delivered = store.deliveries.find(DeliveryStatus.DELIVERED)
     assert {d.alert_id for d in delivered} == {a.alert_id for a in alerts}
     assert all(d.attempts >= 2 and d.last_status_code == 200 for d in delivered)
     for d in delivered:  # and the dispatchers sent it once (the receiver dedupes on top)
-        codes = [a.status_code for a in store.delivery_attempts(d.alert_id, d.endpoint)]
+        codes = [a.status_code for a in store.deliveries.attempts(d.alert_id, d.endpoint)]
         assert codes.count(200) == 1 and codes[-1] == 200, codes
     store.close()

@@ -33,8 +33,9 @@ from models.errors import VigilError
 from streams.errors import ConfigurationError
 from streams.processes import free_port
 from streams.schemas import Alert, AlertReason, Severity, alert_id
-from streams.store import DeliveryStatus, Store
-from streams.store.store import ATTEMPTS
+from streams.store import Database, DeliveryStatus, Store
+from streams.store.deliveries import DeliveryRepository
+from streams.store.models import ATTEMPTS
 from streams.webhooks import (
     DeliveryLog,
     DeliveryOutcome,
@@ -106,16 +107,16 @@ def _migrated_template() -> Path:
     return path
 
 
-class OutboxLog(Store):
+class OutboxLog(DeliveryRepository):
     """The real outbox (a fresh, migrated SQLite store) with views for the assertions."""
 
     def __init__(self) -> None:
         path = Path(tempfile.mkdtemp(dir=_TEMPLATE.name)) / "outbox.db"
         shutil.copy(_migrated_template(), path)
-        super().__init__(f"sqlite:///{path}")
+        super().__init__(Database(f"sqlite:///{path}"))
 
     def _select(self, query: Any) -> list[Any]:
-        with self.engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             return list(conn.execute(query).all())
 
     @property
@@ -129,16 +130,16 @@ class OutboxLog(Store):
 
     @property
     def claims(self) -> set[tuple[str, str]]:
-        return {(d.alert_id, d.endpoint) for d in self.deliveries()}
+        return {(d.alert_id, d.endpoint) for d in self.find()}
 
     @property
     def delivered(self) -> set[tuple[str, str]]:
-        return {(d.alert_id, d.endpoint) for d in self.deliveries(DeliveryStatus.DELIVERED)}
+        return {(d.alert_id, d.endpoint) for d in self.find(DeliveryStatus.DELIVERED)}
 
     @property
     def failed(self) -> dict[tuple[str, str], str]:
         return {(d.alert_id, d.endpoint): d.last_error or ""
-                for d in self.deliveries(DeliveryStatus.FAILED)}
+                for d in self.find(DeliveryStatus.FAILED)}
 
 
 @dataclass
@@ -546,7 +547,7 @@ def test_a_malformed_answer_does_not_leak_the_endpoint_token(
     assert attempt_lines and give_up  # the lines that leaked are there...
     assert token not in caplog.text  # ...without the token
     assert "127.0.0.1" in give_up[0].getMessage()  # but still saying where it went wrong
-    stored = log.delivery(alert.alert_id, "ops")
+    stored = log.get(alert.alert_id, "ops")
     assert stored is not None and stored.last_error is not None
     assert token not in stored.last_error
     assert all(token not in (a[4] or "") for a in log.attempts)
@@ -594,7 +595,7 @@ def test_a_delivery_interrupted_by_shutdown_is_sent_by_the_next_dispatcher() -> 
                 await asyncio.sleep(0.01)
             await first.aclose(grace_s=0)  # the process stops mid-request
             release.set()
-            between = log.delivery(alert.alert_id, "ops")
+            between = log.get(alert.alert_id, "ops")
             async with WebhookDispatcher([endpoint(url, secret)], log, FAST) as second:
                 outcome = await second.deliver(alert)  # the replayed alert finds its row
             return None if between is None else between.status, outcome, received

@@ -19,7 +19,7 @@ def test_500_then_200_is_delivered_once_and_recorded_in_the_store(store: Store) 
         async with scripted_server([500, 200]) as (url, received):
             outcomes = []
             for _ in range(2):  # the second dispatcher is the same worker after a restart
-                async with WebhookDispatcher([endpoint(url, secret)], store, FAST) as d:
+                async with WebhookDispatcher([endpoint(url, secret)], store.deliveries, FAST) as d:
                     outcomes.append(await d.deliver(alert))
             for request in received:
                 verify([secret], request.headers, request.body)
@@ -28,10 +28,10 @@ def test_500_then_200_is_delivered_once_and_recorded_in_the_store(store: Store) 
     outcomes, requests = run(scenario())
     assert outcomes == [{"ops": DeliveryOutcome.DELIVERED}, {"ops": DeliveryOutcome.SKIPPED}]
     assert requests == 2
-    delivery = store.delivery(alert.alert_id, "ops")
+    delivery = store.deliveries.get(alert.alert_id, "ops")
     assert delivery is not None and delivery.status == DeliveryStatus.DELIVERED
     assert delivery.attempts == 2
-    attempts = store.delivery_attempts(alert.alert_id, "ops")
+    attempts = store.deliveries.attempts(alert.alert_id, "ops")
     assert [(a.attempt_no, a.status_code) for a in attempts] == [(1, 500), (2, 200)]
     assert attempts[0].error is not None and "500" in attempts[0].error
     assert attempts[1].error is None
@@ -43,15 +43,15 @@ def test_a_permanent_failure_is_recorded_in_the_store(store: Store) -> None:
     async def scenario() -> dict[str, DeliveryOutcome]:
         async with (
             scripted_server([], default=404) as (url, _),
-            WebhookDispatcher([endpoint(url, generate_secret())], store, FAST) as d,
+            WebhookDispatcher([endpoint(url, generate_secret())], store.deliveries, FAST) as d,
         ):
             return await d.deliver(alert)
 
     assert run(scenario()) == {"ops": DeliveryOutcome.FAILED}
-    delivery = store.delivery(alert.alert_id, "ops")
+    delivery = store.deliveries.get(alert.alert_id, "ops")
     assert delivery is not None and delivery.status == DeliveryStatus.FAILED
     assert delivery.last_error is not None and "HTTP 404" in delivery.last_error
-    assert [a.status_code for a in store.delivery_attempts(alert.alert_id, "ops")] == [404]
+    assert [a.status_code for a in store.deliveries.attempts(alert.alert_id, "ops")] == [404]
 
 
 def test_two_dispatchers_on_one_outbox_send_each_delivery_once(store: Store) -> None:
@@ -62,8 +62,8 @@ def test_two_dispatchers_on_one_outbox_send_each_delivery_once(store: Store) -> 
         async with scripted_server([]) as (url, received):
             with Store(store.url) as other:  # a second process's connection pool
                 async with (
-                    WebhookDispatcher([endpoint(url, secret)], store, FAST) as one,
-                    WebhookDispatcher([endpoint(url, secret)], other, FAST) as two,
+                    WebhookDispatcher([endpoint(url, secret)], store.deliveries, FAST) as one,
+                    WebhookDispatcher([endpoint(url, secret)], other.deliveries, FAST) as two,
                 ):
                     one.start()
                     two.start()
@@ -72,7 +72,7 @@ def test_two_dispatchers_on_one_outbox_send_each_delivery_once(store: Store) -> 
                         await asyncio.to_thread(d.enqueue, alert)
                         one.wake()
                         two.wake()
-                    while store.delivery_counts()["delivered"] < len(alerts):
+                    while store.deliveries.counts()["delivered"] < len(alerts):
                         await asyncio.sleep(0.05)
             return [r.headers["webhook-id"] for r in received]
 
