@@ -25,7 +25,7 @@ def ensure_first_admin(store: Store, password: str | None) -> None:
         return
     if password:
         log.warning("created dashboard login %r (admin) with the password in "
-                    "VIGIL_ADMIN_PASSWORD", FIRST_ADMIN)
+                    "VIGIL_DASHBOARD__ADMIN_PASSWORD", FIRST_ADMIN)
     else:
         log.warning("created dashboard login %r (admin) with password %s (shown only this once; "
                     "`vigil users add %s --role admin` sets another)",
@@ -33,8 +33,8 @@ def ensure_first_admin(store: Store, password: str | None) -> None:
 
 
 def first_admin(store: Store) -> None:
-    """With local logins and none in ``store``, creates the admin: with VIGIL_ADMIN_PASSWORD,
-    else a random password that is logged once."""
+    """With local logins and none in ``store``, creates the admin: with
+    VIGIL_DASHBOARD__ADMIN_PASSWORD, else a random password that is logged once."""
     settings = load_settings()
     if not settings.oidc.enabled:
         password = settings.admin_password

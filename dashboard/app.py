@@ -1,6 +1,6 @@
 """The operator dashboard: ``streamlit run dashboard/app.py``.
 
-The database comes from ``VIGIL_DATABASE_URL``, Kafka (for consumer lag) from
+The database comes from ``VIGIL_DATABASE__URL``, Kafka (for consumer lag) from
 ``VIGIL_KAFKA__BOOTSTRAP_SERVERS``, the rest from ``VIGIL_DASHBOARD__*``
 (:mod:`dashboard.settings`). Every page needs a login (:mod:`dashboard.auth`). Pages live in
 ``dashboard/views/``, queries in :mod:`dashboard.queries`.

@@ -1,7 +1,7 @@
 """Starts the dashboard as a ``streamlit run`` subprocess and stops it (for ``vigil demo`` and
 the browser tests).
 
-    proc = start_dashboard(8501, {"VIGIL_DATABASE_URL": url})   # returns once it serves
+    proc = start_dashboard(8501, {"VIGIL_DATABASE__URL": url})   # returns once it serves
     ...
     streams.processes.stop_child(proc)
 
@@ -121,7 +121,7 @@ def start_dashboard(
     log_path: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Runs the dashboard on ``host:port`` with the current environment updated by ``env``
-    (e.g. ``VIGIL_DATABASE_URL``); returns the process once ``/_stcore/health`` answers ok.
+    (e.g. ``VIGIL_DATABASE__URL``); returns the process once ``/_stcore/health`` answers ok.
     Its output goes to ``log_path`` (default: ``$TMPDIR/vigil-dashboard-PORT.log``).
     Raises DashboardError (after stopping it) when it exits or is not healthy in time."""
     log_path = log_path or Path(tempfile.gettempdir()) / f"vigil-dashboard-{port}.log"

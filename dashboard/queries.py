@@ -24,8 +24,8 @@ from typing import Any, Literal
 import pandas as pd
 
 from models.errors import VigilError
-from streams.clips import UnsafePathError, clip_path
 from streams.errors import InputError
+from streams.event_clips import UnsafePathError, clip_path
 from streams.schemas import (
     AlertReason,
     AlertState,

@@ -4,7 +4,7 @@
     VIGIL_DASHBOARD__OFFLINE_AFTER_S=180     # no window or alert for this long: offline
     VIGIL_DASHBOARD__MAX_FAILED_LOGINS=5     # wrong passwords in a row that lock a login
     VIGIL_DASHBOARD__LOCKOUT_S=300           # for this long
-    VIGIL_ADMIN_PASSWORD=...                 # the first admin's password (else a random one)
+    VIGIL_DASHBOARD__ADMIN_PASSWORD=...      # the first admin's (else a random one)
 
 Logins are local (``vigil users``), unless an OpenID Connect provider is configured:
 
@@ -18,19 +18,20 @@ Logins are local (``vigil users``), unless an OpenID Connect provider is configu
     VIGIL_DASHBOARD__OIDC__VIEWERS=...
     VIGIL_DASHBOARD__OIDC__COOKIE_SECRET=...       # shared by replicas (default: per start)
 
-The database comes from ``VIGIL_DATABASE_URL`` (:class:`streams.store.DatabaseSettings`) and
+The database comes from ``VIGIL_DATABASE__URL`` (:class:`streams.store.DatabaseSettings`) and
 Kafka from ``VIGIL_KAFKA__BOOTSTRAP_SERVERS`` (:class:`streams.settings.StreamSettings`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from streams.errors import ConfigurationError
+from streams.settings import VigilSettings
 from streams.store import OperatorRole
 
 
@@ -82,10 +83,12 @@ class OidcSettings(BaseModel):
         return max(roles, key=order.index) if roles else None
 
 
-class DashboardSettings(BaseSettings):
+class DashboardSettings(VigilSettings):
     model_config = SettingsConfigDict(
         env_prefix="VIGIL_DASHBOARD__", env_nested_delimiter="__", extra="ignore"
     )
+    former_env_names: ClassVar[Mapping[str, str]] = {
+        "VIGIL_ADMIN_PASSWORD": "admin_password"}
 
     refresh_s: float = Field(default=5.0, gt=0)
     # Windows close every 60 s (plus grace), so a live driver is seen at least that often.
@@ -95,7 +98,7 @@ class DashboardSettings(BaseSettings):
     kafka_timeout_s: float = Field(default=3.0, gt=0)
     max_failed_logins: int = Field(default=5, ge=1)
     lockout_s: float = Field(default=300.0, gt=0)
-    admin_password: SecretStr | None = Field(default=None, validation_alias="VIGIL_ADMIN_PASSWORD")
+    admin_password: SecretStr | None = None
     oidc: OidcSettings = OidcSettings()
 
 

@@ -68,11 +68,11 @@ def _store(url: str) -> Store:
 
 
 def get_store() -> Store:
-    """The store of ``VIGIL_DATABASE_URL``, one per URL for the whole server."""
+    """The store of ``VIGIL_DATABASE__URL``, one per URL for the whole server."""
     try:
         url = DatabaseSettings().url.get_secret_value()
     except ValidationError as exc:
-        raise _settings_error("database (VIGIL_DATABASE_URL)", exc) from None
+        raise _settings_error("database (VIGIL_DATABASE__URL)", exc) from None
     return _store(url)
 
 

@@ -97,7 +97,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_clips_purge(args: argparse.Namespace) -> int:
-    from streams.clips import ClipSettings, purge_clips
+    from streams.event_clips import ClipSettings, purge_clips
     from streams.store import Store
 
     settings = ClipSettings()
@@ -201,8 +201,8 @@ def register(sub: Subparsers, sources: Mapping[str, SourceOpener] | None = None)
 
     clips = add("clips", lambda a: 2, "the event clips kept behind alerts")
     clips_sub = clips.add_subparsers(dest="action", required=True)
-    p = add("purge", cmd_clips_purge, "delete clips past their retention (VIGIL_CLIP_RETENTION_"
-            "DAYS, VIGIL_FLAGGED_CLIP_RETENTION_DAYS for flagged alerts) and orphan files; "
+    p = add("purge", cmd_clips_purge, "delete clips past their retention (VIGIL_CLIPS__RETENTION_"
+            "DAYS, VIGIL_CLIPS__FLAGGED_RETENTION_DAYS for flagged alerts) and orphan files; "
             "prints what was done as JSON", parent=clips_sub)
     p.add_argument("--dry-run", action="store_true", help="only report what would go")
 

@@ -509,7 +509,7 @@ class Alert(Record):
 
 class EventClip(Record):
     """A video clip of the frames behind an alert, written by the inference worker that held
-    the driver's frames (workers.clips). Faces are blurred unless ``blurred`` is False (an
+    the driver's frames (workers.clip_recorder). Faces are blurred unless ``blurred`` is False (an
     operator's explicit setting). ``started_at``/``ended_at``: capture times of the first and
     last frame; ``created_at``: when the file was written (retention counts from it)."""
 

@@ -1,9 +1,64 @@
-"""Settings of the stream deployables (environment prefix ``VIGIL_``, nesting with ``__``)."""
+"""Settings of the stream deployables, and the naming scheme every Vigil setting follows:
+``VIGIL_`` + section + ``__`` + field, nested further with ``__``
+(``VIGIL_KAFKA__BOOTSTRAP_SERVERS``, ``VIGIL_WEBHOOKS__RETRY__HORIZON_S``)."""
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+log = logging.getLogger(__name__)
+
+
+class _FormerNames(PydanticBaseSettingsSource):
+    """Values from environment variables named before the one scheme, with a warning each;
+    the new name wins when both are set."""
+
+    def __init__(self, settings_cls: type[BaseSettings], former: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.former = former
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ reads them all at once
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = str(self.config.get("env_prefix", ""))
+        found: dict[str, Any] = {}
+        for old, field in self.former.items():
+            if old in os.environ:
+                log.warning("%s is a former name; rename it to %s%s", old, prefix,
+                            field.upper())
+                found[field] = os.environ[old]
+        return found
+
+
+class VigilSettings(BaseSettings):
+    """A deployable's settings from the environment. ``former_env_names`` maps variables of
+    an earlier naming scheme to the fields they set, so existing deployments keep working."""
+
+    former_env_names: ClassVar[Mapping[str, str]] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        former = _FormerNames(settings_cls, cls.former_env_names)
+        return init_settings, env_settings, former, dotenv_settings, file_secret_settings
 
 
 class KafkaSettings(BaseModel):
@@ -39,7 +94,7 @@ class RecordSettings(BaseModel):
     max_behind_s: float = Field(default=86_400.0, gt=0)
 
 
-class StreamSettings(BaseSettings):
+class StreamSettings(VigilSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__",
                                       extra="ignore")
 

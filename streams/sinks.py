@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import faust
 
 from streams.app import bind_topic, set_aside
-from streams.clips import ClipSettings, UnsafePathError, clip_path, purge_clips
+from streams.event_clips import ClipSettings, UnsafePathError, clip_path, purge_clips
 from streams.schemas import (
     Alert,
     DeadLetter,
@@ -113,7 +113,7 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
     async def store_clips(stream: faust.StreamT) -> None:
         async for message, clip in _records(stream, EventClip, dead_letters):
             try:  # a row is what the purge deletes and the dashboard serves: ours only
-                clip_path(clip_settings.clips_dir, clip.alert_id, clip.path)
+                clip_path(clip_settings.directory, clip.alert_id, clip.path)
             except UnsafePathError as exc:
                 await set_aside(dead_letters, message, exc)
                 continue
@@ -124,13 +124,13 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
                 continue
             log.info("clip of alert %s stored (%s)", clip.alert_id, "new" if new else "replay")
 
-    @app.timer(clip_settings.clip_purge_every_s, on_leader=True)
+    @app.timer(clip_settings.purge_every_s, on_leader=True)
     async def purge_expired_clips() -> None:
         try:
             await asyncio.to_thread(purge_clips, store, clip_settings)
         except StoreUnavailableError as exc:
             log.warning("clip purge skipped: %s; next in %.0f s", exc,
-                        clip_settings.clip_purge_every_s)
+                        clip_settings.purge_every_s)
 
     @app.agent(dead_letters)
     async def store_dead_letters(stream: faust.StreamT) -> None:

@@ -98,3 +98,12 @@ def store(db_url: str) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def pg_schema_url(pg_url: str, pg_conn: psycopg.Connection) -> str:
+    """The run's PostgreSQL database with a fresh, empty schema first on the search path, as
+    a URL a `vigil` subprocess can use (VIGIL_DATABASE__URL)."""
+    schema = f"e2e_{secrets.token_hex(4)}"
+    pg_conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    return f"{pg_url}?options=-csearch_path%3D{schema}"

@@ -92,7 +92,7 @@ from models.au import BP4D_AUS, VARIANTS, SATNet, occurrence_weights, weighted_b
 from models.registry import create_model, model_entry
 from streams.errors import ConfigurationError, InputError
 from training.augment import apply_photo_augment, sample_photo_augment
-from training.clips import (
+from training.clip_data import (
     CROPS,
     IMAGE_SUFFIXES,
     IMAGENET_MEAN,

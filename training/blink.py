@@ -100,7 +100,7 @@ from models.blink import (
 )
 from models.registry import create_model, model_entry
 from streams.errors import ConfigurationError, InputError
-from training.clips import (
+from training.clip_data import (
     IMAGE_SUFFIXES,
     FaceFinder,
     clip_indices,
@@ -364,7 +364,7 @@ def crop_frame(frame_bgr: np.ndarray, box: np.ndarray, eye_centres: np.ndarray,
 
 
 class FaceCropper(FaceFinder):
-    """The face engine for clip preparation (:class:`training.clips.FaceFinder`), cutting the
+    """The face engine for clip preparation (:class:`training.clip_data.FaceFinder`), cutting the
     driver's face as the workers cut it for the blink network."""
 
     def __init__(self, engine: str, face_size: tuple[int, int], region_size: int) -> None:

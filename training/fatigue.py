@@ -90,7 +90,7 @@ from models.fatigue import FatigueNet, expectation, fatigue_loss, score_bins
 from models.registry import create_model, model_entry
 from streams.errors import ConfigurationError, InputError
 from training.augment import SIX, apply_photo_augment, sample_photo_augment
-from training.clips import (
+from training.clip_data import (
     CROPS,
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from models.checkpoint import save_checkpoint
 from streams.errors import ConfigurationError, InputError
-from training.clips import (
+from training.clip_data import (
     ClipData,
     defaults_help,
     flag_default,
@@ -126,7 +126,7 @@ class TrainConfig:
 
 
 class Prepared(Protocol):
-    """Prepared clips (:class:`training.clips.ClipData`, the blink trainer's ClipSet)."""
+    """Prepared clips (:class:`training.clip_data.ClipData`, the blink trainer's ClipSet)."""
 
     is_val: np.ndarray
     ids: list[str]

@@ -61,7 +61,7 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
     """Runs the load and returns the figures (see the module docstring)."""
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         logs = log_dir or Path(tmp) / "logs"
-        env = {"VIGIL_DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
+        env = {"VIGIL_DATABASE__URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
                "VIGIL_WEBHOOKS__ENABLED": "false"}
         with LocalStack(logs, env) as stack:
             stack.start_pipeline()

@@ -1,6 +1,6 @@
 """`vigil demo`: the whole system on this machine, on the embedded defaults.
 
-The embedded broker, the store (SQLite by default, or ``VIGIL_DATABASE_URL``), the inference
+The embedded broker, the store (SQLite by default, or ``VIGIL_DATABASE__URL``), the inference
 worker, the aggregator with its store and webhook sinks, a local webhook receiver that verifies
 each delivery's signature, the dashboard, and simulated drivers (alert, drowsy, distracted)
 streaming in real time. It reports how long the drowsy driver's first alert took to reach the
@@ -94,7 +94,7 @@ class Demo:
 
                 first_admin(store)  # on a new database: logs the admin's password once
             endpoints = [{"name": "demo-receiver", "url": receiver.url, "secrets": [secret]}]
-            env = {"VIGIL_DATABASE_URL": url,
+            env = {"VIGIL_DATABASE__URL": url,
                    "VIGIL_WEBHOOKS__ENDPOINTS": json.dumps(endpoints)}
             with LocalStack(self.log_dir, env, self.bootstrap, self.debug) as stack:
                 stack.start_pipeline()

@@ -3,7 +3,7 @@ its driver's lane (:mod:`workers.lanes`), where the pure processor runs off the 
 a thread pool, micro-batched per driver; a lane publishes observations and dead letters as
 its batch finishes, and its offsets are committed once the ledger releases them.
 
-The same app consumes the alerts topic for event clips (:mod:`workers.clips`): the processor
+The same app consumes the alerts topic for event clips (:mod:`workers.clip_recorder`): the processor
 feeds each processed frame to a per-driver ring, and an alert for a driver whose frames this
 worker holds becomes a clip, written in its own one-thread executor, announced on the
 event-clips topic.
@@ -36,11 +36,11 @@ from faust.types import TP
 from faust.types.tuples import Message
 
 from streams.app import bind_topic, create_app
-from streams.clips import ClipSettings
+from streams.event_clips import ClipSettings
 from streams.schemas import Alert, DeadLetter, SchemaError, decode_record
 from streams.settings import RecordSettings, StreamSettings
 from streams.topics import ALERTS, DEAD_LETTERS, EVENT_CLIPS, FRAMES, OBSERVATIONS, WORKER_GROUP
-from workers.clips import ClipJob, ClipRecorder
+from workers.clip_recorder import ClipJob, ClipRecorder
 from workers.inference import InferenceProcessor, ProcessResult, RawMessage
 from workers.lanes import LaneDispatcher
 from workers.perception import open_perception

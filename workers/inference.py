@@ -12,7 +12,7 @@ session (the camera restarted, its seq from 0 again) starts the driver's sequenc
 logged and counted as a restart, and processed.
 
 Each processed frame is also handed to ``on_frame`` (the event clips' ring buffer,
-:class:`workers.clips.ClipRecorder`) with its decoded image and face boxes.
+:class:`workers.clip_recorder.ClipRecorder`) with its decoded image and face boxes.
 
 ``Observation.processed_at`` is stamped when that frame's inference finished, so
 ``processed_at - captured_at`` is a frame's capture-to-observation latency; a message's decode

@@ -1,8 +1,8 @@
 """Settings of the perception layer (``VIGIL_PERCEPTION__``) and of the inference worker
 (``VIGIL_WORKER__``). The worker's event clips (directory, face blurring, pre/post seconds,
-ring bounds) are :class:`streams.clips.ClipSettings` (``VIGIL_CLIPS_DIR``,
-``VIGIL_BLUR_FACES``, ``VIGIL_CLIP_PRE_S``, ...), shared with the aggregator's retention purge
-and the dashboard so that one variable means the same everywhere."""
+ring bounds) are :class:`streams.event_clips.ClipSettings` (``VIGIL_CLIPS__DIRECTORY``,
+``VIGIL_CLIPS__BLUR_FACES``, ``VIGIL_CLIPS__PRE_S``, ...), shared with the aggregator's
+retention purge and the dashboard so that one variable means the same everywhere."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ import os
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from streams.settings import VigilSettings
 
 
 def _default_cache() -> Path:
     return Path.home() / ".cache" / "vigil"
 
 
-class PerceptionSettings(BaseSettings):
+class PerceptionSettings(VigilSettings):
     """Face engine and signal settings; every field can be set as VIGIL_PERCEPTION__<NAME>."""
 
     model_config = SettingsConfigDict(env_prefix="VIGIL_PERCEPTION__", extra="ignore")
@@ -54,7 +56,7 @@ def _default_threads() -> int:
     return min(os.cpu_count() or 1, 4)
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(VigilSettings):
     """The inference worker's concurrency and restart behaviour; every field can be set as
     VIGIL_WORKER__<NAME>."""
 

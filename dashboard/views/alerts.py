@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard import auth, queries, ui
 from models.errors import VigilError
-from streams.clips import ClipSettings
+from streams.event_clips import ClipSettings
 from streams.schemas import AlertReason, AlertState, Severity
 from streams.store import AlertFlag, OperatorRole
 
@@ -71,7 +71,7 @@ def render() -> None:
             st.button("Refresh", icon=":material/refresh:", key="alerts_refresh")
         rows = ui.records(feed)
         clips = queries.clips(store, [row["alert_id"] for row in rows],
-                              ClipSettings().clips_dir)
+                              ClipSettings().directory)
         for row in rows:
             _alert(row, drivers, clips[row["alert_id"]])
 

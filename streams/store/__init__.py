@@ -1,6 +1,6 @@
 """The Vigil store: SQLite or PostgreSQL through SQLAlchemy 2, schema by Alembic migrations.
 
-store = Store.from_settings()      # VIGIL_DATABASE_URL, default a SQLite file
+store = Store.from_settings()      # VIGIL_DATABASE__URL, default a SQLite file
 store.migrate()                    # alembic upgrade head (a no-op when current)
 store.series.upsert(windows)       # one repository per aggregate: series, alerts,
 store.alerts.upsert(alert)         # model_versions, operators, deliveries, clips, dead_letters

@@ -1,4 +1,4 @@
-"""Database settings (environment variable ``VIGIL_DATABASE_URL``).
+"""Database settings (environment variable ``VIGIL_DATABASE__URL``).
 
 Default: a SQLite file under ``$XDG_DATA_HOME/vigil`` (``~/.local/share/vigil/vigil.db``);
 its directory is created when the default is used. PostgreSQL URLs use psycopg 3:
@@ -8,17 +8,19 @@ its directory is created when the default is used. PostgreSQL URLs use psycopg 3
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from streams.errors import ConfigurationError
+from streams.settings import VigilSettings
 
-ENV_VAR = "VIGIL_DATABASE_URL"
+ENV_VAR = "VIGIL_DATABASE__URL"
 
 
 def default_database_path() -> Path:
@@ -53,15 +55,14 @@ def normalize_url(url: str) -> str:
     return url
 
 
-class DatabaseSettings(BaseSettings):
-    """Where the store lives. ``url`` comes from ``VIGIL_DATABASE_URL``; it is a SecretStr
+class DatabaseSettings(VigilSettings):
+    """Where the store lives. ``url`` comes from ``VIGIL_DATABASE__URL``; it is a SecretStr
     because it may carry a password (``settings.url.get_secret_value()``)."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="VIGIL_DATABASE__", extra="ignore")
+    former_env_names: ClassVar[Mapping[str, str]] = {"VIGIL_DATABASE_URL": "url"}
 
-    url: SecretStr = Field(
-        default_factory=lambda: SecretStr(_default_url()), validation_alias=ENV_VAR
-    )
+    url: SecretStr = Field(default_factory=lambda: SecretStr(_default_url()))
 
     @field_validator("url", mode="before")
     @classmethod

@@ -1,6 +1,6 @@
 """The Vigil store: one repository per aggregate over one shared database.
 
-    store = Store.from_settings()       # VIGIL_DATABASE_URL, default a SQLite file
+    store = Store.from_settings()       # VIGIL_DATABASE__URL, default a SQLite file
     store.migrate()                     # alembic upgrade head (a no-op when current)
     store.series.upsert(windows)        # drivers, vehicles, window time series
     store.alerts.upsert(alert)          # alerts, lifecycle, flags

@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from streams.settings import VigilSettings
 from streams.webhooks.dispatcher import DeliveryLog, RetryPolicy, WebhookDispatcher, WebhookEndpoint
 
 
-class WebhookSettings(BaseSettings):
+class WebhookSettings(VigilSettings):
     """Endpoints (a JSON list in the environment) and the retry policy."""
 
     model_config = SettingsConfigDict(

@@ -29,7 +29,7 @@ def schema_url(pg_url: str, pg_conn: psycopg.Connection) -> str:
 def dashboard_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No Kafka and default dashboard settings, whatever the caller's environment says."""
     monkeypatch.delenv("VIGIL_KAFKA__BOOTSTRAP_SERVERS", raising=False)
-    monkeypatch.delenv("VIGIL_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("VIGIL_DASHBOARD__ADMIN_PASSWORD", raising=False)
     for key in [k for k in os.environ if k.startswith("VIGIL_DASHBOARD__")]:
         monkeypatch.delenv(key)
     return monkeypatch
@@ -37,12 +37,12 @@ def dashboard_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 @pytest.fixture
 def empty_store(schema_url: str, dashboard_env: pytest.MonkeyPatch) -> Iterator[Store]:
-    """A migrated store with the test logins and nothing else; VIGIL_DATABASE_URL points at
+    """A migrated store with the test logins and nothing else; VIGIL_DATABASE__URL points at
     it."""
     store = Store(schema_url)
     store.migrate()
     add_logins(store)
-    dashboard_env.setenv("VIGIL_DATABASE_URL", schema_url)
+    dashboard_env.setenv("VIGIL_DATABASE__URL", schema_url)
     try:
         yield store
     finally:
@@ -51,5 +51,5 @@ def empty_store(schema_url: str, dashboard_env: pytest.MonkeyPatch) -> Iterator[
 
 @pytest.fixture
 def fleet(empty_store: Store) -> Fleet:
-    """The seeded fleet; VIGIL_DATABASE_URL points at it."""
+    """The seeded fleet; VIGIL_DATABASE__URL points at it."""
     return seed(empty_store, time.time())

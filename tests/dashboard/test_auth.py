@@ -132,7 +132,7 @@ def test_a_new_database_gets_one_admin_whose_password_is_logged_once(
 ) -> None:
     with Store(schema_url) as store:
         store.migrate()
-        dashboard_env.setenv("VIGIL_DATABASE_URL", schema_url)
+        dashboard_env.setenv("VIGIL_DATABASE__URL", schema_url)
         caplog.set_level(logging.WARNING, logger="dashboard.auth")
         at = visitor()
         [admin] = store.operators.all()
@@ -151,8 +151,8 @@ def test_the_first_admin_can_take_its_password_from_the_environment(
 ) -> None:
     with Store(schema_url) as store:
         store.migrate()
-        dashboard_env.setenv("VIGIL_DATABASE_URL", schema_url)
-        dashboard_env.setenv("VIGIL_ADMIN_PASSWORD", "from-the-environment")
+        dashboard_env.setenv("VIGIL_DATABASE__URL", schema_url)
+        dashboard_env.setenv("VIGIL_DASHBOARD__ADMIN_PASSWORD", "from-the-environment")
         caplog.set_level(logging.INFO)
         at = log_in(visitor(), "admin", "from-the-environment")
         assert "Log out" in [b.label for b in at.button]

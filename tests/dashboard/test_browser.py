@@ -34,7 +34,7 @@ def dashboard_url(fleet: Fleet, tmp_path: Path) -> Iterator[str]:
     """A live ``streamlit run`` of the dashboard over the seeded fleet."""
     port = free_port()
     proc = start_dashboard(
-        port, {"VIGIL_DATABASE_URL": fleet.url}, log_path=tmp_path / "streamlit.log"
+        port, {"VIGIL_DATABASE__URL": fleet.url}, log_path=tmp_path / "streamlit.log"
     )
     try:
         yield f"http://127.0.0.1:{port}"

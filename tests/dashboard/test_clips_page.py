@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import queries
 from streams.schemas import EventClip
 from streams.store import OperatorRole
-from workers.clips import BufferedFrame, encode_clip, sha256_of
+from workers.clip_recorder import BufferedFrame, encode_clip, sha256_of
 
 
 def webm(path: Path, frames: int = 12) -> Path:
@@ -40,7 +40,7 @@ def record(fleet: Fleet, aid: str, path: Path) -> None:
 
 def test_alert_detail_shows_the_clip_or_says_why_not(fleet: Fleet, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VIGIL_CLIPS_DIR", str(tmp_path))
+    monkeypatch.setenv("VIGIL_CLIPS__DIRECTORY", str(tmp_path))
     drowsy, distracted = fleet.drowsy_alert, fleet.distraction_alert
     record(fleet, drowsy, webm(tmp_path / f"{drowsy}.webm"))
     gone = webm(tmp_path / f"{distracted}.webm")
@@ -75,7 +75,7 @@ def test_a_forged_clip_row_is_never_served(fleet: Fleet, tmp_path: Path,
     kept elsewhere; it could be any file) is refused: no video on the page, no bytes served."""
     clips_dir = tmp_path / "clips"
     clips_dir.mkdir()
-    monkeypatch.setenv("VIGIL_CLIPS_DIR", str(clips_dir))
+    monkeypatch.setenv("VIGIL_CLIPS__DIRECTORY", str(clips_dir))
     drowsy = fleet.drowsy_alert
     record(fleet, drowsy, webm(tmp_path / f"{drowsy}.webm"))
 

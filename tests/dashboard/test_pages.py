@@ -202,7 +202,7 @@ def test_database_outage_shows_an_error_on_every_page(
     url: str, says: str, empty_store: Store, dashboard_env: pytest.MonkeyPatch
 ) -> None:
     at = app()  # logged in before the outage: the session stays logged in
-    dashboard_env.setenv("VIGIL_DATABASE_URL", url)
+    dashboard_env.setenv("VIGIL_DATABASE__URL", url)
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, [e.value for e in at.exception]
@@ -219,6 +219,6 @@ def test_database_outage_shows_an_error_on_every_page(
 def test_unmigrated_database_says_how_to_fix_it(
     schema_url: str, dashboard_env: pytest.MonkeyPatch
 ) -> None:
-    dashboard_env.setenv("VIGIL_DATABASE_URL", schema_url)
+    dashboard_env.setenv("VIGIL_DATABASE__URL", schema_url)
     at = AppTest.from_file(str(APP), default_timeout=30).run()  # no logins without a schema
     assert any("vigil db migrate" in e for e in texts(at, "error"))

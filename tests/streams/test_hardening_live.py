@@ -235,7 +235,7 @@ def test_aggregator_sets_aside_bad_observations_and_survives_a_future_record(
     fut_after = [o.model_copy(update={"seq": 100 + o.seq})
                  for o in drowsy("fut", start - 50, 180)]
     bad = bad_observations(fz, rng, 200)
-    env = {"VIGIL_DATABASE_URL": pg_schema_url}
+    env = {"VIGIL_DATABASE__URL": pg_schema_url}
     store = Store(pg_schema_url)
     log1, log2 = tmp_path / "a1.log", tmp_path / "a2.log"
 

@@ -36,7 +36,7 @@ def test_drowsy_driver_alerts_reach_postgres_and_a_signed_webhook(
     with EmbeddedBroker() as broker, BackgroundReceiver([secret], on_delivery) as receiver:
         broker.create_topics()
         env = {
-            "VIGIL_DATABASE_URL": pg_schema_url,
+            "VIGIL_DATABASE__URL": pg_schema_url,
             "VIGIL_WEBHOOKS__ENDPOINTS": json.dumps(
                 [{"name": "fleet", "url": receiver.url, "secrets": [secret]}]),
         }

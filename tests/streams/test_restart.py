@@ -41,7 +41,7 @@ def stored_ids(store: Store, driver: str = "d-restart") -> dict[str, str]:
 def test_aggregator_killed_mid_stream_loses_and_duplicates_no_alert(
     pg_schema_url: str, tmp_path: Path
 ) -> None:
-    env = {"VIGIL_DATABASE_URL": pg_schema_url}
+    env = {"VIGIL_DATABASE__URL": pg_schema_url}
     with EmbeddedBroker() as broker:
         broker.create_topics()
         worker = spawn(["worker", "--bootstrap", broker.bootstrap], env, tmp_path / "w.log")
@@ -144,7 +144,7 @@ def test_worker_killed_mid_stream_loses_and_duplicates_no_alert(
     restarted one re-infers the driver's frames from before the kill and rebuilds the same
     perception state; the observations it re-emits for frames already observed are identical
     to the first ones, and the aggregator drops them as already seen."""
-    env = {"VIGIL_DATABASE_URL": pg_schema_url}
+    env = {"VIGIL_DATABASE__URL": pg_schema_url}
     driver = "d-worker"
 
     def seqs(records) -> set[int]:

@@ -20,7 +20,7 @@ from models.fatigue import FatigueNet
 from models.resnet import ResNet18
 from streams.errors import ConfigurationError, InputError
 from training.augment import SIX, PhotoAugment, apply_photo_augment, sample_photo_augment
-from training.clips import ClipWriter, FrameCropper
+from training.clip_data import ClipWriter, FrameCropper
 from training.fatigue import (
     FatigueClips,
     FatigueTrainConfig,

@@ -2,7 +2,7 @@
 
 ``Store.migrate()`` passes its open connection in ``config.attributes["connection"]``. Run
 standalone (``alembic -x`` style tooling), the URL comes from the config's ``sqlalchemy.url``
-or, failing that, from ``VIGIL_DATABASE_URL`` (DatabaseSettings).
+or, failing that, from ``VIGIL_DATABASE__URL`` (DatabaseSettings).
 """
 
 from __future__ import annotations

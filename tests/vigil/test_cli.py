@@ -82,8 +82,8 @@ def test_read_only_commands_never_create_or_migrate_the_database(
 ) -> None:
     """On a database that is not there, or not migrated, listings say so and exit non-zero;
     no file, no table appears. Once migrated, an empty registry lists as empty."""
-    fresh = {"VIGIL_DATABASE_URL": f"sqlite:///{tmp_path / 'vigil.db'}",
-             "VIGIL_CLIPS_DIR": str(tmp_path / "clips")}
+    fresh = {"VIGIL_DATABASE__URL": f"sqlite:///{tmp_path / 'vigil.db'}",
+             "VIGIL_CLIPS__DIRECTORY": str(tmp_path / "clips")}
     for args in [*READ_ONLY, ["models", "promote", "v1"]]:
         proc = vigil(*args, env=fresh)
         assert proc.returncode == 2, (args, proc.stderr)
@@ -91,7 +91,7 @@ def test_read_only_commands_never_create_or_migrate_the_database(
     assert list(tmp_path.iterdir()) == []
 
     schema = pg_schema_url.rsplit("%3D", 1)[1]
-    empty = {**fresh, "VIGIL_DATABASE_URL": pg_schema_url}
+    empty = {**fresh, "VIGIL_DATABASE__URL": pg_schema_url}
     for args in READ_ONLY:
         proc = vigil(*args, env=empty)
         assert proc.returncode == 2, (args, proc.stderr)
@@ -108,7 +108,7 @@ def test_read_only_commands_never_create_or_migrate_the_database(
 
 
 def test_failed_webhooks_are_listed_and_redelivered_by_id_or_all(pg_schema_url: str) -> None:
-    env = {"VIGIL_DATABASE_URL": pg_schema_url}
+    env = {"VIGIL_DATABASE__URL": pg_schema_url}
     with Store(pg_schema_url) as store:
         store.migrate()
         for alert_id in ("a1", "a2", "a3"):

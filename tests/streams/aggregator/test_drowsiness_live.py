@@ -26,7 +26,7 @@ from streams.aggregator.drowsiness import (
 )
 from streams.schemas import AlertReason, EyeEventRecord, Observation
 
-RLDD = Path(__file__).resolve().parents[3] / "shared" / "data" / "rldd"
+RLDD = Path(__file__).resolve().parents[4] / "shared" / "data" / "rldd"
 CFG = AggregatorConfig(drowsiness_baseline_blinks=10)
 T0 = 1_800_000_000.0  # a multiple of 60: windows start here
 

@@ -38,7 +38,7 @@ def test_demo_alerts_on_the_drowsy_driver_and_ctrl_c_leaves_no_process(
 ) -> None:
     mark = f"VIGIL_TEST_MARK={uuid.uuid4().hex}"
     port = free_port()
-    env = {**os.environ, "VIGIL_DATABASE_URL": pg_schema_url,
+    env = {**os.environ, "VIGIL_DATABASE__URL": pg_schema_url,
            mark.split("=")[0]: mark.split("=")[1]}
     out = (tmp_path / "demo.out").open("wb")
     proc = subprocess.Popen(

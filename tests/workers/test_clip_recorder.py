@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from skimage import data
 
-from streams.clips import ClipSettings
+from streams.event_clips import ClipSettings
 from streams.schemas import Alert, AlertReason, EventClip, Severity, alert_id
-from workers import clips as clips_module
-from workers.clips import (
+from workers import clip_recorder as clips_module
+from workers.clip_recorder import (
     BufferedFrame,
     ClipRecorder,
     FrameRing,
@@ -81,8 +81,8 @@ def make_alert(detected_at: float, driver: str = "d1") -> Alert:
 
 
 def settings(tmp_path: Path, **over) -> ClipSettings:
-    values = {"clips_dir": tmp_path / "clips", "clip_pre_s": 3.0, "clip_post_s": 0.0,
-              "clip_alert_latency_s": 1.0, **over}
+    values = {"directory": tmp_path / "clips", "pre_s": 3.0, "post_s": 0.0,
+              "alert_latency_s": 1.0, **over}
     return ClipSettings(**values)
 
 
@@ -241,7 +241,7 @@ def test_a_replayed_alert_writes_no_second_clip(tmp_path, video_frames) -> None:
 
 def test_an_alert_without_buffered_frames_gets_no_clip(tmp_path, video_frames, caplog) -> None:
     recorder = ClipRecorder(settings(tmp_path))
-    caplog.set_level(logging.DEBUG, logger="workers.clips")
+    caplog.set_level(logging.DEBUG, logger="workers.clip_recorder")
     assert recorder.on_alert(make_alert(T0, driver="elsewhere")) is None
     last = feed(recorder, video_frames, 30)
     assert recorder.on_alert(make_alert(last - 3600)) is None  # an old alert, replayed
@@ -252,7 +252,7 @@ def test_an_alert_without_buffered_frames_gets_no_clip(tmp_path, video_frames, c
 
 def test_post_alert_frames_are_waited_for(tmp_path, video_frames) -> None:
     now = [100.0]
-    recorder = ClipRecorder(settings(tmp_path, clip_post_s=1.0, clip_post_grace_s=2.0),
+    recorder = ClipRecorder(settings(tmp_path, post_s=1.0, post_grace_s=2.0),
                             clock=lambda: now[0])
     feed(recorder, video_frames, 40)  # up to T0 + 3.9
     alert = make_alert(T0 + 3.5)  # its clip ends at T0 + 4.5
@@ -285,7 +285,7 @@ def test_an_unwritable_directory_is_logged_counted_and_survived(tmp_path, video_
                                                                caplog) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the clip directory should be")
-    recorder = ClipRecorder(settings(tmp_path, clips_dir=blocker / "clips"))
+    recorder = ClipRecorder(settings(tmp_path, directory=blocker / "clips"))
     last = feed(recorder, video_frames, 20)
     alert = make_alert(last)
     assert recorder.write(recorder.on_alert(alert)) is None

@@ -45,7 +45,7 @@ def test_alerts_raised_while_the_receiver_is_down_arrive_once_after_a_crash_and_
         received[headers["webhook-id"]] += 1
 
     env = {
-        "VIGIL_DATABASE_URL": pg_schema_url,
+        "VIGIL_DATABASE__URL": pg_schema_url,
         "VIGIL_WEBHOOKS__ENDPOINTS": json.dumps([{"name": "fleet", "url": url,
                                                   "secrets": [secret]}]),
         # A short schedule for the test, through settings: retries within a second or two.

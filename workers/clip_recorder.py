@@ -2,15 +2,15 @@
 that has just processed those frames.
 
 Frames are processed and dropped; all the worker keeps is a bounded ring per driver
-(:class:`FrameRing`) of the frames it processed in the last ``clip_pre_s +
-clip_alert_latency_s + clip_post_s`` seconds (capture time), at most ``clip_max_frames``
-frames and ``clip_max_bytes`` bytes, downscaled to ``clip_max_width`` and kept as JPEG, each
+(:class:`FrameRing`) of the frames it processed in the last ``pre_s +
+alert_latency_s + post_s`` seconds (capture time), at most ``max_frames``
+frames and ``max_bytes`` bytes, downscaled to ``max_width`` and kept as JPEG, each
 with the face boxes perception found on it (so blurring needs no second detection).
 
 On an alert for a driver whose ring this worker holds (:meth:`ClipRecorder.on_alert`), the
-frames from ``clip_pre_s`` before its detection to ``clip_post_s`` after it (waited for, up to
-``clip_post_grace_s`` longer on the wall clock) become a clip (:meth:`ClipRecorder.write`, in
-an executor): every face box, grown by ``clip_face_margin``, pixelated and smoothed; a frame
+frames from ``pre_s`` before its detection to ``post_s`` after it (waited for, up to
+``post_grace_s`` longer on the wall clock) become a clip (:meth:`ClipRecorder.write`, in
+an executor): every face box, grown by ``face_margin``, pixelated and smoothed; a frame
 with no face box blurred whole, so a face the engine missed never shows (unless
 ``blur_faces`` is off). The clip is VP8 in WebM (``<alert id>.webm``): opencv-python-headless
 writes it, and browsers play it, which they do not for MPEG-4 part 2 (``mp4v``). It is written
@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from models.errors import VigilError
-from streams.clips import (
+from streams.event_clips import (
     CLIP_SUFFIX,
     SIDECAR_SUFFIX,
     ClipSettings,
@@ -312,17 +312,17 @@ class ClipRecorder:
 
     @property
     def clips_dir(self) -> Path:
-        return self.settings.clips_dir
+        return self.settings.directory
 
     # --- buffering (inference threads) --------------------------------------------------
 
     def add_frame(self, frame: ProcessedFrame) -> None:
         s = self.settings
-        buffered = buffered_frame(frame, s.clip_max_width, s.clip_jpeg_quality)
+        buffered = buffered_frame(frame, s.max_width, s.jpeg_quality)
         with self._lock:
             driver = self._drivers.get(frame.driver_id)
             if driver is None:
-                ring = FrameRing(s.buffer_s, s.clip_max_frames, s.clip_max_bytes)
+                ring = FrameRing(s.buffer_s, s.max_frames, s.max_bytes)
                 driver = self._drivers[frame.driver_id] = _Driver(ring, frame.fps, 0.0)
             driver.ring.add(buffered)
             driver.fps, driver.active = frame.fps, self.clock()
@@ -358,8 +358,8 @@ class ClipRecorder:
                 return None
             self._remember(alert.alert_id)
             newest = driver.ring.newest or 0.0
-            if self.settings.clip_post_s > 0 and newest < end:
-                grace = self.settings.clip_post_s + self.settings.clip_post_grace_s
+            if self.settings.post_s > 0 and newest < end:
+                grace = self.settings.post_s + self.settings.post_grace_s
                 self._pending[alert.alert_id] = _Pending(alert, end, self.clock() + grace)
                 return None
             return self._job(alert, driver)
@@ -382,7 +382,7 @@ class ClipRecorder:
                     log.debug("alert %s: frames gone before the clip, no clip", aid)
                 else:
                     jobs.append(job)
-            idle = self.settings.buffer_s + self.settings.clip_post_grace_s + 30.0
+            idle = self.settings.buffer_s + self.settings.post_grace_s + 30.0
             waiting = {p.alert.driver_id for p in self._pending.values()}
             for driver_id, d in list(self._drivers.items()):
                 if now - d.active > idle and driver_id not in waiting:
@@ -395,7 +395,7 @@ class ClipRecorder:
 
     def _span(self, alert: Alert) -> tuple[float, float]:
         s = self.settings
-        return alert.detected_at - s.clip_pre_s, alert.detected_at + s.clip_post_s
+        return alert.detected_at - s.pre_s, alert.detected_at + s.post_s
 
     def _job(self, alert: Alert, driver: _Driver) -> ClipJob | None:
         frames = tuple(driver.ring.window(*self._span(alert)))
@@ -446,14 +446,14 @@ class ClipRecorder:
 
     def _write(self, job: ClipJob) -> EventClip | None:
         alert, s = job.alert, self.settings
-        directory = s.clips_dir
+        directory = s.directory
         directory.mkdir(parents=True, exist_ok=True)
         final = clip_path(directory, alert.alert_id)
         token = secrets.token_hex(4)
         tmp = directory / temp_name(alert.alert_id, token, CLIP_SUFFIX)
         try:
             frames = encode_clip(job.frames, tmp, job.fps, blur=s.blur_faces,
-                                 margin=s.clip_face_margin)
+                                 margin=s.face_margin)
             record = EventClip(
                 alert_id=alert.alert_id, driver_id=alert.driver_id,
                 vehicle_id=alert.vehicle_id, path=str(final.resolve()), sha256=sha256_of(tmp),

@@ -1,8 +1,8 @@
 """Event clips outside the worker: their settings, and their retention.
 
 Faces are biometric data: frames are processed and dropped; only the clips behind alerts are
-kept, faces blurred by default (``workers.clips`` writes them), and only for a while: a clip
-is deleted ``clip_retention_days`` after it was written, or ``flagged_clip_retention_days``
+kept, faces blurred by default (``workers.clip_recorder`` writes them), and only for a while: a clip
+is deleted ``retention_days`` after it was written, or ``flagged_retention_days``
 when an operator flagged its alert true or false positive (those clips feed retraining).
 
 The purge runs from an aggregator timer (on the group's leader) and as ``vigil clips purge
@@ -16,10 +16,10 @@ temporary file left by a crash) go once they are as old as an unflagged clip may
 Settings (environment, prefix ``VIGIL_``, read by the worker, the aggregator, the CLI and the
 dashboard alike, so one variable means the same everywhere)::
 
-    VIGIL_CLIPS_DIR=/var/lib/vigil/clips   # default $XDG_DATA_HOME/vigil/clips
-    VIGIL_BLUR_FACES=true                  # false keeps faces visible (an explicit choice)
-    VIGIL_CLIP_PRE_S=8  VIGIL_CLIP_POST_S=2
-    VIGIL_CLIP_RETENTION_DAYS=7  VIGIL_FLAGGED_CLIP_RETENTION_DAYS=90
+    VIGIL_CLIPS__DIRECTORY=/var/lib/vigil/clips   # default $XDG_DATA_HOME/vigil/clips
+    VIGIL_CLIPS__BLUR_FACES=true                  # false keeps faces visible (an explicit choice)
+    VIGIL_CLIPS__PRE_S=8  VIGIL_CLIPS__POST_S=2
+    VIGIL_CLIPS__RETENTION_DAYS=7  VIGIL_CLIPS__FLAGGED_RETENTION_DAYS=90
 
 The clip directory must be one the worker writes, and the aggregator and dashboard read
 (the same host, or shared storage): rows carry the file's path. A path from a record is
@@ -34,14 +34,16 @@ import logging
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from streams.errors import InputError
+from streams.settings import VigilSettings
 from streams.store import Store, StoredClip
 from streams.store.settings import default_database_path
 
@@ -77,38 +79,45 @@ def default_clips_dir() -> Path:
     return default_database_path().parent / "clips"
 
 
-class ClipSettings(BaseSettings):
+class ClipSettings(VigilSettings):
     """Event clips: capture (worker), retention (aggregator, CLI), where the files live."""
 
-    model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="VIGIL_CLIPS__", extra="ignore")
+    former_env_names: ClassVar[Mapping[str, str]] = {
+        "VIGIL_CLIPS_DIR": "directory", "VIGIL_BLUR_FACES": "blur_faces",
+        **{f"VIGIL_CLIP_{name.upper()}": name for name in (
+            "pre_s", "post_s", "alert_latency_s", "post_grace_s", "face_margin", "max_width",
+            "jpeg_quality", "max_frames", "max_bytes", "retention_days", "purge_every_s")},
+        "VIGIL_FLAGGED_CLIP_RETENTION_DAYS": "flagged_retention_days",
+    }
 
-    clips_dir: Path = Field(default_factory=default_clips_dir)
+    directory: Path = Field(default_factory=default_clips_dir)
     # Frames before the alert's detection and after it that go into its clip.
-    clip_pre_s: float = Field(default=8.0, ge=0, le=60)
-    clip_post_s: float = Field(default=2.0, ge=0, le=30)
-    # The ring buffer keeps this much more than clip_pre_s: the alert reaches the worker
+    pre_s: float = Field(default=8.0, ge=0, le=60)
+    post_s: float = Field(default=2.0, ge=0, le=30)
+    # The ring buffer keeps this much more than pre_s: the alert reaches the worker
     # a little after the frame it was detected on.
-    clip_alert_latency_s: float = Field(default=4.0, ge=0, le=60)
-    # Waiting for the post-alert frames ends after clip_post_s plus this much (wall clock),
+    alert_latency_s: float = Field(default=4.0, ge=0, le=60)
+    # Waiting for the post-alert frames ends after post_s plus this much (wall clock),
     # e.g. when the camera stopped: the clip is written with what there is.
-    clip_post_grace_s: float = Field(default=3.0, ge=0)
+    post_grace_s: float = Field(default=3.0, ge=0)
     blur_faces: bool = True
     # Each face box grows by this share of its size on every side before blurring.
-    clip_face_margin: float = Field(default=0.35, ge=0, le=2)
+    face_margin: float = Field(default=0.35, ge=0, le=2)
     # Buffered frames are at most this wide (downscaled, kept as JPEG of this quality).
-    clip_max_width: int = Field(default=480, ge=64, le=1920)
-    clip_jpeg_quality: int = Field(default=75, ge=30, le=100)
+    max_width: int = Field(default=480, ge=64, le=1920)
+    jpeg_quality: int = Field(default=75, ge=30, le=100)
     # Per-driver ring bounds besides time: frames and bytes (whichever is hit first).
-    clip_max_frames: int = Field(default=400, ge=1)
-    clip_max_bytes: int = Field(default=12 * 1024 * 1024, ge=1024)
-    clip_retention_days: float = Field(default=7.0, gt=0)
-    flagged_clip_retention_days: float = Field(default=90.0, gt=0)
-    clip_purge_every_s: float = Field(default=3600.0, gt=0)
+    max_frames: int = Field(default=400, ge=1)
+    max_bytes: int = Field(default=12 * 1024 * 1024, ge=1024)
+    retention_days: float = Field(default=7.0, gt=0)
+    flagged_retention_days: float = Field(default=90.0, gt=0)
+    purge_every_s: float = Field(default=3600.0, gt=0)
 
     @property
     def buffer_s(self) -> float:
         """The time span one driver's ring buffer holds."""
-        return self.clip_pre_s + self.clip_alert_latency_s + self.clip_post_s
+        return self.pre_s + self.alert_latency_s + self.post_s
 
 
 @dataclass(frozen=True)
@@ -120,8 +129,8 @@ class RetentionPolicy:
 
     @classmethod
     def from_settings(cls, settings: ClipSettings) -> RetentionPolicy:
-        return cls(settings.clip_retention_days * DAY_S,
-                   settings.flagged_clip_retention_days * DAY_S)
+        return cls(settings.retention_days * DAY_S,
+                   settings.flagged_retention_days * DAY_S)
 
     def cutoffs(self, now: float) -> tuple[float, float]:
         """(unflagged clips created before this are expired, flagged ones before this)."""
@@ -181,7 +190,7 @@ def purge_clips(store: Store, settings: ClipSettings | None = None, *,
     gone = []
     for clip in expired:
         try:
-            video = clip_path(settings.clips_dir, clip.alert_id, clip.path)
+            video = clip_path(settings.directory, clip.alert_id, clip.path)
         except UnsafePathError as exc:
             log.error("clip purge: no file deleted for alert %s: %s", clip.alert_id, exc)
             report.refused.append(clip.alert_id)
@@ -200,7 +209,7 @@ def purge_clips(store: Store, settings: ClipSettings | None = None, *,
         gone.append(clip.alert_id)
     if not dry_run:
         store.clips.purge(gone, at=now)
-    report.orphans = _sweep_orphans(store, settings.clips_dir, unflagged_before, dry_run)
+    report.orphans = _sweep_orphans(store, settings.directory, unflagged_before, dry_run)
     if report.expired or report.orphans:
         log.info("clip purge%s: %d expired (%d files deleted, %d already gone, %d failed), "
                  "%d orphan files", " (dry run)" if dry_run else "", len(report.expired),

@@ -1,4 +1,4 @@
-"""Database settings: VIGIL_DATABASE_URL, the SQLite default, psycopg 3 for PostgreSQL."""
+"""Database settings: VIGIL_DATABASE__URL, the SQLite default, psycopg 3 for PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from streams.store import DatabaseSettings, Store, head_revision
 
 
 def test_url_comes_from_vigil_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VIGIL_DATABASE_URL", "postgresql://fleet@db.internal:5432/vigil")
+    monkeypatch.setenv("VIGIL_DATABASE__URL", "postgresql://fleet@db.internal:5432/vigil")
     settings = DatabaseSettings()
     assert settings.url.get_secret_value() == "postgresql+psycopg://fleet@db.internal:5432/vigil"
     assert "fleet" not in repr(settings)  # the URL may carry a password
@@ -20,7 +20,7 @@ def test_url_comes_from_vigil_database_url(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_postgres_scheme_and_explicit_drivers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("VIGIL_DATABASE_URL", raising=False)
+    monkeypatch.delenv("VIGIL_DATABASE__URL", raising=False)
     assert DatabaseSettings.model_validate({"url": "postgres://u@h/db"}).url.get_secret_value() == (
         "postgresql+psycopg://u@h/db"
     )
@@ -32,7 +32,7 @@ def test_postgres_scheme_and_explicit_drivers(monkeypatch: pytest.MonkeyPatch) -
 def test_default_is_a_sqlite_file_in_the_data_dir(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.delenv("VIGIL_DATABASE_URL", raising=False)
+    monkeypatch.delenv("VIGIL_DATABASE__URL", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     url = DatabaseSettings().url.get_secret_value()
     assert url == f"sqlite:///{tmp_path / 'data' / 'vigil' / 'vigil.db'}"
@@ -42,8 +42,8 @@ def test_default_is_a_sqlite_file_in_the_data_dir(
 
 
 def test_bad_urls_are_configuration_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VIGIL_DATABASE_URL", "not a url")
-    with pytest.raises(ValidationError, match="VIGIL_DATABASE_URL is not a database URL"):
+    monkeypatch.setenv("VIGIL_DATABASE__URL", "not a url")
+    with pytest.raises(ValidationError, match="VIGIL_DATABASE__URL is not a database URL"):
         DatabaseSettings()
     with pytest.raises(ConfigurationError, match="not a database URL"):
         Store("::")

@@ -96,7 +96,7 @@ def vigil(*args: str, stdin: str = "", env: dict[str, str] | None = None
 
 
 def test_vigil_users_add_list_remove(pg_schema_url: str) -> None:
-    env = {"VIGIL_DATABASE_URL": pg_schema_url}
+    env = {"VIGIL_DATABASE__URL": pg_schema_url}
     env_no_password = {**env, "VIGIL_USER_PASSWORD": ""}
     added = vigil("users", "add", "ana", "--role", "operator", "--password-stdin",
                   stdin="piped-password\n", env=env_no_password)

@@ -17,7 +17,7 @@ from stream_helpers import TopicFollower, running_app, spawn
 
 from streams.app import create_app
 from streams.broker import EmbeddedBroker
-from streams.clips import DAY_S, ClipSettings, RetentionPolicy, purge_clips
+from streams.event_clips import DAY_S, ClipSettings, RetentionPolicy, purge_clips
 from streams.processes import stop_child
 from streams.schemas import (
     Alert,
@@ -115,8 +115,8 @@ def test_expired_clips_keep_flagged_ones_longer_and_purged_ones_stay_purged(
 
 
 def test_retention_policy_is_a_pure_decision() -> None:
-    policy = RetentionPolicy.from_settings(ClipSettings(clip_retention_days=7,
-                                                        flagged_clip_retention_days=90))
+    policy = RetentionPolicy.from_settings(ClipSettings(retention_days=7,
+                                                        flagged_retention_days=90))
     assert not policy.expired(NOW - 6.9 * DAY_S, False, NOW)
     assert policy.expired(NOW - 7.1 * DAY_S, False, NOW)
     assert not policy.expired(NOW - 89 * DAY_S, True, NOW)
@@ -163,7 +163,7 @@ def test_purge_deletes_expired_files_and_rows_together(store: Store, tmp_path: P
         for p in (Path(clip.path), Path(clip.path).with_suffix(".json")):
             if p.exists():
                 os.utime(p, (clip.created_at, clip.created_at))
-    settings = ClipSettings(clips_dir=directory)
+    settings = ClipSettings(directory=directory)
 
     dry = purge_clips(store, settings, now=NOW, dry_run=True)
     assert sorted(dry.expired) == sorted([aged["old"].alert_id, aged["gone"].alert_id])
@@ -199,7 +199,7 @@ def test_a_file_that_cannot_be_deleted_keeps_its_row(store: Store, tmp_path: Pat
         real_unlink(self, missing_ok=missing_ok)
 
     monkeypatch.setattr(Path, "unlink", unlink)
-    report = purge_clips(store, ClipSettings(clips_dir=tmp_path / "clips"), now=NOW)
+    report = purge_clips(store, ClipSettings(directory=tmp_path / "clips"), now=NOW)
     assert report.failed == [aged["old"].alert_id]
     assert not store.clips.for_alert(aged["old"].alert_id).purged  # type: ignore[union-attr]
     assert store.clips.for_alert(aged["gone"].alert_id).purged  # type: ignore[union-attr]
@@ -208,11 +208,11 @@ def test_a_file_that_cannot_be_deleted_keeps_its_row(store: Store, tmp_path: Pat
 def test_vigil_clips_purge_command(store: Store, tmp_path: Path, aged: dict[str, EventClip],
                                    monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("VIGIL_DATABASE_URL", store.url)
-    monkeypatch.setenv("VIGIL_CLIPS_DIR", str(tmp_path / "clips"))
+    monkeypatch.setenv("VIGIL_DATABASE__URL", store.url)
+    monkeypatch.setenv("VIGIL_CLIPS__DIRECTORY", str(tmp_path / "clips"))
     # The command purges as of now, long after NOW: every unflagged clip is due; the flagged
     # one is kept (for a century).
-    monkeypatch.setenv("VIGIL_FLAGGED_CLIP_RETENTION_DAYS", "36500")
+    monkeypatch.setenv("VIGIL_CLIPS__FLAGGED_RETENTION_DAYS", "36500")
     assert main(["clips", "purge", "--dry-run"]) == 0
     dry = json.loads(capsys.readouterr().out)
     assert dry["dry_run"] and len(dry["expired"]) == 3
@@ -256,7 +256,7 @@ def test_the_purge_deletes_only_its_own_files(store: Store, tmp_path: Path) -> N
     old = NOW - 30 * DAY_S
     for path in (stranger, victim, victim.with_suffix(".json")):
         os.utime(path, (old, old))
-    settings = ClipSettings(clips_dir=directory)
+    settings = ClipSettings(directory=directory)
 
     assert len(purge_clips(store, settings, now=NOW, dry_run=True).refused) == 4
     report = purge_clips(store, settings, now=NOW)
@@ -281,7 +281,7 @@ def test_the_sink_refuses_forged_clip_records(pg_schema_url: str, tmp_path: Path
         broker.create_topics()
         app = create_app("vigil-test-forged-clips", broker.bootstrap)
         close = register_sinks(app, Store(pg_schema_url), WebhookSettings(),
-                               ClipSettings(clips_dir=directory))
+                               ClipSettings(directory=directory))
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
         try:
             with running_app(app):
@@ -324,8 +324,8 @@ def test_alert_behind_real_frames_becomes_a_blurred_clip_in_postgres(
     cap.release()
     t0 = time.time() - 10
     clips_dir = tmp_path / "clips"
-    settings = ClipSettings(clips_dir=clips_dir, clip_pre_s=2.0, clip_post_s=0.5,
-                            clip_alert_latency_s=2.0)
+    settings = ClipSettings(directory=clips_dir, pre_s=2.0, post_s=0.5,
+                            alert_latency_s=2.0)
     processor = InferenceProcessor(
         lambda fps: DriverPerception(create_backend("opencv"), fps=fps))
     driver = "clip-1"
@@ -335,7 +335,7 @@ def test_alert_behind_real_frames_becomes_a_blurred_clip_in_postgres(
         app, close = build_worker_app(broker.bootstrap, app_id="vigil-test-clips",
                                       processor=processor, clips=settings)
         recorder = app.vigil_clips  # type: ignore[attr-defined]
-        env = {"VIGIL_DATABASE_URL": pg_schema_url, "VIGIL_CLIPS_DIR": str(clips_dir)}
+        env = {"VIGIL_DATABASE__URL": pg_schema_url, "VIGIL_CLIPS__DIRECTORY": str(clips_dir)}
         aggregator = spawn(["aggregator", "--bootstrap", broker.bootstrap], env,
                            tmp_path / "aggregator.log")
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all",
