@@ -7,6 +7,7 @@ are imported inside them, so only the command that needs them pays for them.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import VigilError
-from streams.cmdline import Subparsers, adder, emit
+from streams.cmdline import Handler, Subparsers, adder, emit
 from streams.errors import ConfigurationError
 
 log = logging.getLogger("vigil")  # the command line's own voice: "INFO vigil: ..."
@@ -142,38 +143,18 @@ def cmd_train_drowsiness(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_blink(args: argparse.Namespace) -> int:
-    # The trainer's many flags live beside it; parsed here so that only this command pays
-    # for importing torch.
-    from training import blink
+def trainer_command(network: str, help_: str) -> Handler:
+    """The handler of `vigil train NETWORK`: the trainer's many flags live beside it
+    (``training.NETWORK.add_arguments``) and are parsed here, so that only this command pays
+    for importing torch."""
 
-    parser = argparse.ArgumentParser(prog="vigil train blink", description=BLINK_HELP)
-    blink.add_arguments(parser)
-    return blink.run(parser.parse_args(args.flags))
+    def run(args: argparse.Namespace) -> int:
+        trainer = importlib.import_module(f"training.{network}")
+        parser = argparse.ArgumentParser(prog=f"vigil train {network}", description=help_)
+        trainer.add_arguments(parser)
+        return int(trainer.run(parser.parse_args(args.flags)))
 
-
-def cmd_train_fatigue(args: argparse.Namespace) -> int:
-    from training import fatigue  # imports torch: only this command pays for it
-
-    parser = argparse.ArgumentParser(prog="vigil train fatigue", description=FATIGUE_HELP)
-    fatigue.add_arguments(parser)
-    return fatigue.run(parser.parse_args(args.flags))
-
-
-def cmd_train_au(args: argparse.Namespace) -> int:
-    from training import au  # imports torch: only this command pays for it
-
-    parser = argparse.ArgumentParser(prog="vigil train au", description=AU_HELP)
-    au.add_arguments(parser)
-    return au.run(parser.parse_args(args.flags))
-
-
-def cmd_train_eyestate(args: argparse.Namespace) -> int:
-    from training import eyestate
-
-    parser = argparse.ArgumentParser(prog="vigil train eyestate", description=EYESTATE_HELP)
-    eyestate.add_arguments(parser)
-    return eyestate.run(parser.parse_args(args.flags))
+    return run
 
 
 def cmd_cv_drowsiness(args: argparse.Namespace) -> int:
@@ -288,14 +269,10 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint path")
 
-    p = train_sub.add_parser("blink", help=BLINK_HELP, add_help=False)
-    p.set_defaults(fn=cmd_train_blink, passthrough=True)  # its flags: see cmd_train_blink
-    p = train_sub.add_parser("fatigue", help=FATIGUE_HELP, add_help=False)
-    p.set_defaults(fn=cmd_train_fatigue, passthrough=True)  # flags: training.fatigue
-    p = train_sub.add_parser("au", help=AU_HELP, add_help=False)
-    p.set_defaults(fn=cmd_train_au, passthrough=True)  # flags: training.au
-    p = train_sub.add_parser("eyestate", help=EYESTATE_HELP, add_help=False)
-    p.set_defaults(fn=cmd_train_eyestate, passthrough=True)  # flags: training.eyestate
+    for network, help_ in (("blink", BLINK_HELP), ("fatigue", FATIGUE_HELP), ("au", AU_HELP),
+                           ("eyestate", EYESTATE_HELP)):
+        p = train_sub.add_parser(network, help=help_, add_help=False)  # its own --help
+        p.set_defaults(fn=trainer_command(network, help_), passthrough=True)
 
     p = add("cv", lambda a: 2, "cross-validation")
     cv_sub = p.add_subparsers(dest="target", required=True)
