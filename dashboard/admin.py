@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from dashboard.settings import load_settings
+from dashboard.settings import DashboardSettings
+from streams.settings import load_settings
 from streams.store.passwords import generate_password
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def ensure_first_admin(store: Store, password: str | None) -> None:
 def first_admin(store: Store) -> None:
     """With local logins and none in ``store``, creates the admin: with
     VIGIL_DASHBOARD__ADMIN_PASSWORD, else a random password that is logged once."""
-    settings = load_settings()
+    settings = load_settings(DashboardSettings)
     if not settings.oidc.enabled:
         password = settings.admin_password
         ensure_first_admin(store, password.get_secret_value() if password else None)

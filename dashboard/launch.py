@@ -33,10 +33,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dashboard.admin import first_admin
-from dashboard.settings import DashboardSettings, load_settings
+from dashboard.settings import DashboardEnvironment, DashboardSettings
 from models.errors import VigilError
 from streams.errors import ConfigurationError
 from streams.processes import start_child, stop_child
+from streams.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def auth_secrets(settings: DashboardSettings | None = None) -> Path | None:
     """Streamlit's ``st.login`` reads its OIDC client from the ``[auth]`` table of a secrets
     file: this writes one from the settings, readable by this user only, into a private
     folder that goes when this process exits -> its path (None: no provider configured)."""
-    oidc = (settings or load_settings()).oidc
+    oidc = (settings or load_settings(DashboardSettings)).oidc
     if not oidc.enabled:
         return None
     missing = oidc.missing()
@@ -140,7 +141,8 @@ def serve(port: int, host: str = "127.0.0.1") -> int:
     local logins and none yet, first creates the admin (its password is logged once)."""
     from streams.store import Store, StoreNotMigratedError
 
-    with Store.from_settings() as store:
+    env = DashboardEnvironment.load()  # a bad variable stops it here, by name
+    with Store.from_settings(env.database) as store:
         try:
             first_admin(store)
         except StoreNotMigratedError as exc:  # the dashboard says how to fix it

@@ -25,14 +25,15 @@ Kafka from ``VIGIL_KAFKA__BOOTSTRAP_SERVERS`` (:class:`streams.settings.StreamSe
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from streams.errors import ConfigurationError
-from streams.settings import VigilSettings
-from streams.store import OperatorRole
+from streams.event_clips import ClipSettings
+from streams.settings import DeployableSettings, StreamSettings, VigilSettings
+from streams.store import DatabaseSettings, OperatorRole
 
 
 class OidcSettings(BaseModel):
@@ -102,11 +103,12 @@ class DashboardSettings(VigilSettings):
     oidc: OidcSettings = OidcSettings()
 
 
-def load_settings() -> DashboardSettings:
-    """The settings from the environment; a bad one raises a ConfigurationError naming it."""
-    try:
-        return DashboardSettings()
-    except ValidationError as exc:
-        first = exc.errors()[0]  # never the input itself: it may be a secret
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigurationError(f"bad dashboard setting {where}: {first['msg']}") from None
+@dataclass(frozen=True)
+class DashboardEnvironment(DeployableSettings):
+    """Everything the dashboard reads from its environment; `vigil dashboard` checks it all
+    before it starts the server."""
+
+    dashboard: DashboardSettings
+    database: DatabaseSettings
+    streams: StreamSettings  # Kafka, for the consumer lag on the health page
+    clips: ClipSettings  # where the event clips it plays are

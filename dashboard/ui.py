@@ -11,13 +11,11 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from pydantic import ValidationError
 
 from dashboard import queries
 from dashboard.settings import DashboardSettings
 from models.errors import VigilError
-from streams.errors import ConfigurationError
-from streams.settings import StreamSettings
+from streams.settings import StreamSettings, load_settings
 from streams.store import DatabaseSettings, Store, StoreNotMigratedError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -42,24 +40,12 @@ SEVERITY_COLORS: dict[str, queries.BadgeColor] = {
 }
 
 
-def _settings_error(what: str, exc: ValidationError) -> ConfigurationError:
-    first = exc.errors()[0]  # never the input itself: a database URL may carry a password
-    where = ".".join(str(p) for p in first["loc"]) or what
-    return ConfigurationError(f"bad {what} setting {where}: {first['msg']}")
-
-
 def settings() -> DashboardSettings:
-    try:
-        return DashboardSettings()
-    except ValidationError as exc:
-        raise _settings_error("dashboard", exc) from None
+    return load_settings(DashboardSettings)
 
 
 def kafka_bootstrap() -> str:
-    try:
-        return StreamSettings().kafka.bootstrap_servers.strip()
-    except ValidationError as exc:
-        raise _settings_error("Kafka", exc) from None
+    return load_settings(StreamSettings).kafka.bootstrap_servers.strip()
 
 
 @st.cache_resource(show_spinner=False)
@@ -69,11 +55,7 @@ def _store(url: str) -> Store:
 
 def get_store() -> Store:
     """The store of ``VIGIL_DATABASE__URL``, one per URL for the whole server."""
-    try:
-        url = DatabaseSettings().url.get_secret_value()
-    except ValidationError as exc:
-        raise _settings_error("database (VIGIL_DATABASE__URL)", exc) from None
-    return _store(url)
+    return _store(load_settings(DatabaseSettings).url.get_secret_value())
 
 
 @st.cache_data(ttl=10, show_spinner=False)

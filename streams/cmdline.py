@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from streams.errors import ConfigurationError
+from streams.settings import load_settings
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -59,7 +60,7 @@ def kafka_bootstrap(args: argparse.Namespace) -> str:
     """``--bootstrap``, else the settings' bootstrap servers; ConfigurationError when none."""
     from streams.settings import StreamSettings
 
-    bootstrap = args.bootstrap or StreamSettings().kafka.bootstrap_servers
+    bootstrap = args.bootstrap or load_settings(StreamSettings).kafka.bootstrap_servers
     if not bootstrap:
         raise ConfigurationError(
             "no Kafka broker: pass --bootstrap HOST:PORT or set VIGIL_KAFKA__BOOTSTRAP_SERVERS "

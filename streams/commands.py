@@ -22,6 +22,7 @@ from streams.cmdline import (
     run_faust,
     stop_on_interrupt_or_term,
 )
+from streams.settings import load_settings
 
 if TYPE_CHECKING:
     from streams.camera import SourceOpener
@@ -49,9 +50,9 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 def cmd_camera(args: argparse.Namespace) -> int:
     from streams.camera import CameraAgent, open_source
-    from streams.settings import StreamSettings
+    from streams.settings import StreamSettings, load_settings
 
-    settings = StreamSettings()
+    settings = load_settings(StreamSettings)  # all the camera reads
     bootstrap = kafka_bootstrap(args)
     source, live = open_source(args.source, args.fps, seed=args.seed,
                                reconnect_for_s=settings.camera.reconnect_for_s,
@@ -72,14 +73,15 @@ def cmd_camera(args: argparse.Namespace) -> int:
 
 
 def cmd_aggregator(args: argparse.Namespace) -> int:
-    from streams.aggregator.agent import build_aggregator_app
-    from streams.settings import StreamSettings
+    from streams.aggregator.agent import AggregatorEnvironment, build_aggregator_app
     from streams.store import Store
 
-    store = Store.from_settings()
+    env = AggregatorEnvironment.load()
+    store = Store.from_settings(env.database)
     store.migrate()
-    app, close = build_aggregator_app(kafka_bootstrap(args), store,
-                                      settings=StreamSettings().aggregator)
+    app, close = build_aggregator_app(kafka_bootstrap(args), store, env.webhooks,
+                                      settings=env.streams.aggregator,
+                                      records=env.streams.records, clips=env.clips)
     return run_faust(app, close, args.debug)
 
 
@@ -100,7 +102,7 @@ def cmd_clips_purge(args: argparse.Namespace) -> int:
     from streams.event_clips import ClipSettings, purge_clips
     from streams.store import Store
 
-    settings = ClipSettings()
+    settings = load_settings(ClipSettings)
     with Store.from_settings() as store:
         store.check_migrated()
         report = purge_clips(store, settings, dry_run=args.dry_run)

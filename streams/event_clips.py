@@ -43,7 +43,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from streams.errors import InputError
-from streams.settings import VigilSettings
+from streams.settings import VigilSettings, load_settings
 from streams.store import Store, StoredClip
 from streams.store.settings import default_database_path
 
@@ -179,7 +179,7 @@ def delete_clip(video: Path) -> bool:
 def purge_clips(store: Store, settings: ClipSettings | None = None, *,
                 now: float | None = None, dry_run: bool = False) -> PurgeReport:
     """Deletes expired clips (files, then rows marked purged) and old orphan files."""
-    settings = settings or ClipSettings()
+    settings = settings or load_settings(ClipSettings)
     now = time.time() if now is None else now
     policy = RetentionPolicy.from_settings(settings)
     report = PurgeReport(dry_run=dry_run)

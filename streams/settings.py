@@ -4,18 +4,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, TypeVar, get_type_hints
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
+
+from streams.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,35 @@ class VigilSettings(BaseSettings):
         return init_settings, env_settings, former, dotenv_settings, file_secret_settings
 
 
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S]) -> S:
+    """``cls()`` from the environment. A bad variable raises ConfigurationError naming the
+    variable and what is wrong with it, never its value (it may be a secret)."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    try:
+        return cls()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "__".join(str(p) for p in first["loc"]).upper()
+        raise ConfigurationError(f"bad setting {prefix}{field}: {first['msg']}") from None
+    except SettingsError as exc:  # a JSON value that does not parse: names the field only
+        raise ConfigurationError(f"bad setting under {prefix}: {exc}") from None
+
+
+class DeployableSettings:
+    """Everything one deployable reads from its environment: a dataclass of settings
+    sections, each loaded and checked at start by :meth:`load`, so that a bad variable stops
+    the process at once with its name rather than when the section is first used."""
+
+    @classmethod
+    def load(cls) -> Self:
+        hints = get_type_hints(cls)
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        return cls(**{f.name: load_settings(hints[f.name]) for f in fields})
+
+
 class KafkaSettings(BaseModel):
     """VIGIL_KAFKA__BOOTSTRAP_SERVERS=host:port,host:port (empty: the embedded broker)."""
 
@@ -95,6 +128,9 @@ class RecordSettings(BaseModel):
 
 
 class StreamSettings(VigilSettings):
+    """Kafka, the camera, the aggregator's refresh and record bounds. The camera deployable
+    reads only these."""
+
     model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__",
                                       extra="ignore")
 

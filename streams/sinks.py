@@ -30,6 +30,7 @@ from streams.schemas import (
     WindowMetrics,
     decode_record,
 )
+from streams.settings import load_settings
 from streams.store import Store
 from streams.store.errors import StoreDataError, StoreUnavailableError
 from streams.topics import ALERTS, DEAD_LETTERS, EVENT_CLIPS, WINDOW_METRICS
@@ -73,7 +74,7 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
     windows = bind_topic(app, WINDOW_METRICS)
     dead_letters = bind_topic(app, DEAD_LETTERS)
     event_clips = bind_topic(app, EVENT_CLIPS)
-    clip_settings = clips or ClipSettings()
+    clip_settings = clips or load_settings(ClipSettings)
     dispatcher = webhooks.dispatcher(store.deliveries)
 
     @app.agent(alerts)

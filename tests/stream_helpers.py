@@ -1,6 +1,6 @@
 """Stream test helpers: following a topic with a real consumer (aiokafka) as records arrive
 (``streams.readback.read_topic`` reads one back once); running `vigil` subcommands as real
-processes, or a Faust app in this process."""
+processes, or a Faust app in this process; blink events with features of a given spread."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import faust
+import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from streams.processes import start_child
+from streams.schemas import EyeEventRecord
 
 
 class TopicFollower:
@@ -111,3 +113,17 @@ def running_app(app: faust.App) -> Iterator[None]:
         thread.join(60)
     if failures:
         raise failures[0]
+
+
+def blink(t: float, features: tuple[float, float, float, float], kind: str = "blink"
+          ) -> EyeEventRecord:
+    frequency, amplitude, duration, velocity = features
+    return EyeEventRecord(kind=kind, start_seq=0, end_seq=1, start_at=t - duration, end_at=t,
+                          duration_s=duration, amplitude=amplitude, peak_closure=0.9,
+                          opening_velocity=velocity, closed_duration_s=duration / 2,
+                          frequency_per_min=frequency)
+
+
+def random_features(rng: np.random.Generator) -> tuple[float, float, float, float]:
+    return (float(rng.uniform(10, 20)), float(rng.uniform(0.5, 0.9)),
+            float(rng.uniform(0.1, 0.3)), float(rng.uniform(3, 6)))

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from streams.errors import InputError
+from streams.settings import load_settings
 from workers.perception import VideoAnalysis
 from workers.settings import PerceptionSettings
 from workers.signals import BlinkConfig, EyeEvent
@@ -145,7 +146,7 @@ def evaluate_simulation(
     sim_dir: Path, engine: str | None = None, settings: PerceptionSettings | None = None
 ) -> dict[str, Any]:
     """Scores every driver of a simulator set; ``passed`` says whether the targets are met."""
-    settings = settings or PerceptionSettings()
+    settings = settings or load_settings(PerceptionSettings)
     truths = sorted(sim_dir.glob("*.json")) if sim_dir.is_dir() else []
     if not truths:
         raise InputError(f"{sim_dir}: no simulator truth files (*.json) found")

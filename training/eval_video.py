@@ -53,6 +53,7 @@ from streams.aggregator import AggregatorConfig, DriverAggregator
 from streams.aggregator.drowsiness import DrowsinessEstimator, DrowsinessModel
 from streams.errors import InputError
 from streams.schemas import Alert, AlertReason
+from streams.settings import load_settings
 from training.eval_perception import TRUTH_SCHEMA, match_intervals, prf
 from training.simulator.faces import default_shared_dir
 from training.variants import ClipVariant
@@ -232,7 +233,7 @@ def run_clip(video: Path, settings: PerceptionSettings | None = None, engine: st
              driver_id: str = "eval") -> ClipRun:
     """The clip (or its ``variant``, :mod:`training.variants`) through perception and
     aggregator as deployed (see the module docstring)."""
-    settings = settings or PerceptionSettings()
+    settings = settings or load_settings(PerceptionSettings)
     aggregator = DriverAggregator(driver_id, VEHICLE_ID, estimator=estimator)
     indices: list[int] = []
     times: list[float] = []
@@ -452,7 +453,7 @@ def evaluate_clip(video: Path, labels: VideoLabels, settings: PerceptionSettings
                   engine: str | None = None, variant: str | None = None,
                   estimator: DrowsinessEstimator | None = None) -> dict[str, Any]:
     """Runs and scores one clip. Raises InputError when the labels do not fit the video."""
-    settings = settings or PerceptionSettings()
+    settings = settings or load_settings(PerceptionSettings)
     if estimator is None:
         estimator = DrowsinessModel.shipped()
     run = run_clip(video, settings, engine, variant, estimator, driver_id=f"eval:{video.stem}")
@@ -478,7 +479,7 @@ def evaluate_folder(folder: Path, video_root: Path | None = None,
     paths = sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []
     if not paths:
         raise InputError(f"{folder}: no labels files (*.json) found")
-    settings = settings or PerceptionSettings()
+    settings = settings or load_settings(PerceptionSettings)
     estimator = DrowsinessModel.shipped()
     clips: list[dict[str, Any]] = []
     for path in paths:

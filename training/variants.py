@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 
 from streams.errors import ConfigurationError, InputError
+from streams.settings import load_settings
 from workers.face.backends import create_backend
 from workers.face.engine import DriverFaceTracker, FaceBackend, FaceDetection
 from workers.settings import PerceptionSettings
@@ -203,7 +204,7 @@ class ClipVariant:
         self._tracker = DriverFaceTracker()
         self._corners: np.ndarray | None = None
         self._missed = 0
-        settings = settings or PerceptionSettings()
+        settings = settings or load_settings(PerceptionSettings)
         if name.startswith("face"):
             self.params = {"face_width": round(measure_face_width(video, settings), 1),
                            "target_width": float(name[len("face"):])}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.errors import VigilError
+from streams.settings import load_settings
 from streams.store import OperatorRole, Store
 from streams.store.passwords import generate_password
 from streams.store.settings import DatabaseSettings
@@ -82,7 +83,7 @@ class Demo:
 
     def run(self, seconds: float | None = None) -> DemoReport:
         self._t0 = time.monotonic()
-        url = DatabaseSettings().url.get_secret_value()
+        url = load_settings(DatabaseSettings).url.get_secret_value()
         secret = generate_secret()
         with Store(url) as store, BackgroundReceiver([secret], self._on_delivery) as receiver:
             store.migrate()

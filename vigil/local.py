@@ -23,7 +23,7 @@ from models.errors import VigilError
 from streams.broker import EmbeddedBroker, ensure_topics
 from streams.camera import CameraAgent, CameraStats, FrameSource
 from streams.processes import start_child, stop_child
-from streams.settings import StreamSettings
+from streams.settings import StreamSettings, load_settings
 from vigil.sources import open_source
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class LocalStack:
         clock starts, so capture timestamps are not skewed by start-up."""
         source, _ = open_source(driver.source, fps)
         primed = _primed(source)
-        settings = StreamSettings()
+        settings = load_settings(StreamSettings)
         agent = CameraAgent(self.bootstrap, driver.driver_id, driver.vehicle_id, fps, batch,
                             settings=settings.camera, compression=settings.kafka.compression)
         max_frames = round(seconds * fps) if seconds else None

@@ -28,6 +28,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
@@ -38,7 +39,7 @@ from faust.types.tuples import Message
 from streams.app import bind_topic, create_app
 from streams.event_clips import ClipSettings
 from streams.schemas import Alert, DeadLetter, SchemaError, decode_record
-from streams.settings import RecordSettings, StreamSettings
+from streams.settings import DeployableSettings, RecordSettings, StreamSettings, load_settings
 from streams.topics import ALERTS, DEAD_LETTERS, EVENT_CLIPS, FRAMES, OBSERVATIONS, WORKER_GROUP
 from workers.clip_recorder import ClipJob, ClipRecorder
 from workers.inference import InferenceProcessor, ProcessResult, RawMessage
@@ -52,6 +53,16 @@ RELEASE_EVERY_S = 1.0
 CLIPS_DUE_EVERY_S = 0.5
 
 
+@dataclass(frozen=True)
+class WorkerEnvironment(DeployableSettings):
+    """Everything `vigil worker` reads from its environment."""
+
+    streams: StreamSettings
+    worker: WorkerSettings
+    perception: PerceptionSettings
+    clips: ClipSettings
+
+
 def build_worker_app(
     bootstrap: str, known_drivers: frozenset[str] | None = None,
     settings: PerceptionSettings | None = None, app_id: str = WORKER_GROUP, *,
@@ -63,8 +74,8 @@ def build_worker_app(
     processor: replaces the MediaPipe-backed one (tests); it is closed with the app, and its
     processed frames feed the event clips unless it has an ``on_frame`` already. The app's
     clip recorder is ``app.vigil_clips`` (its counters: ``.stats``)."""
-    settings = settings or PerceptionSettings()
-    worker = worker or WorkerSettings()
+    settings = settings or load_settings(PerceptionSettings)
+    worker = worker or load_settings(WorkerSettings)
     app = create_app(app_id, bootstrap)
     # Faust's co-partitioning assignor (FRAMES with ALERTS); see the module docstring.
     if app.conf.table_standby_replicas < 1:
@@ -79,11 +90,11 @@ def build_worker_app(
     alerts = bind_topic(app, ALERTS)
     event_clips = bind_topic(app, EVENT_CLIPS)
 
-    recorder = ClipRecorder(clips or ClipSettings())
+    recorder = ClipRecorder(clips or load_settings(ClipSettings))
     app.vigil_clips = recorder  # type: ignore[attr-defined]
+    records = records or load_settings(StreamSettings).records
     processor = processor or InferenceProcessor(partial(open_perception, settings),
-                                                known_drivers,
-                                                records=records or StreamSettings().records)
+                                                known_drivers, records=records)
     if processor.on_frame is None:
         processor.on_frame = recorder.add_frame
     executor = ThreadPoolExecutor(max_workers=worker.inference_threads,

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from streams.errors import InputError
+from streams.settings import load_settings
 from workers.perception import open_perception
 from workers.settings import PerceptionSettings
 from workers.video import VideoReader
@@ -38,7 +39,7 @@ def bench_perception(
         os.sched_setaffinity(0, available[: max(1, cores)])
     with VideoReader(clip or bench_clip()) as video:
         images = [cv2.resize(f.image, BENCH_SIZE, interpolation=cv2.INTER_AREA) for f in video]
-    settings = PerceptionSettings()
+    settings = load_settings(PerceptionSettings)
     name = engine or settings.engine
     perception = open_perception(settings, 30.0, name)
     try:

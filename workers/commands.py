@@ -11,6 +11,7 @@ import logging
 import sys
 
 from streams.cmdline import Subparsers, adder, emit, fmt, kafka_bootstrap, run_faust
+from streams.settings import load_settings
 
 log = logging.getLogger("vigil")  # the command line's own voice: "INFO vigil: ..."
 STRICT_HELP = ("refuse a damaged file (exit 2) when it decodes under 90 %% of the frames it "
@@ -21,7 +22,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     from workers.face.provision import face_landmarker_bundle
     from workers.settings import PerceptionSettings
 
-    settings = PerceptionSettings()
+    settings = load_settings(PerceptionSettings)
     path = face_landmarker_bundle(settings.cache_dir, settings.face_landmarker_path)
     log.info("face landmarker bundle ready: %s", path)
     return 0
@@ -72,10 +73,13 @@ def _warn_lost(video: str, lost: int, declared: int | None) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from workers.agent import build_worker_app
+    from workers.agent import WorkerEnvironment, build_worker_app
 
+    env = WorkerEnvironment.load()
     known = frozenset(d for d in (args.drivers or "").split(",") if d) or None
-    app, close = build_worker_app(kafka_bootstrap(args), known_drivers=known)
+    app, close = build_worker_app(kafka_bootstrap(args), known_drivers=known,
+                                  settings=env.perception, worker=env.worker, clips=env.clips,
+                                  records=env.streams.records)
     return run_faust(app, close, args.debug)
 
 

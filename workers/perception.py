@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from streams.settings import load_settings
 from workers.face.backends import create_backend
 from workers.face.engine import DriverFaceTracker, FaceBackend
 from workers.settings import PerceptionSettings
@@ -123,7 +124,7 @@ class VideoAnalysis:
         engine: str | None = None,
         strict: bool = False,
     ) -> None:
-        self.settings = settings or PerceptionSettings()
+        self.settings = settings or load_settings(PerceptionSettings)
         self.engine = engine
         self.video = VideoReader(path, self.settings.max_frame_side, self.settings.max_file_bytes,
                                  strict)

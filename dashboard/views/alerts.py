@@ -14,6 +14,7 @@ from dashboard import auth, queries, ui
 from models.errors import VigilError
 from streams.event_clips import ClipSettings
 from streams.schemas import AlertReason, AlertState, Severity
+from streams.settings import load_settings
 from streams.store import AlertFlag, OperatorRole
 
 ANY = "any"
@@ -71,7 +72,7 @@ def render() -> None:
             st.button("Refresh", icon=":material/refresh:", key="alerts_refresh")
         rows = ui.records(feed)
         clips = queries.clips(store, [row["alert_id"] for row in rows],
-                              ClipSettings().directory)
+                              load_settings(ClipSettings).directory)
         for row in rows:
             _alert(row, drivers, clips[row["alert_id"]])
 

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import faust
 
@@ -25,6 +26,7 @@ from streams.aggregator.driver import DriverAggregator
 from streams.aggregator.drowsiness import MODEL_NAME, ServedDrowsinessModel
 from streams.app import bind_topic, create_app, set_aside
 from streams.errors import InputError
+from streams.event_clips import ClipSettings
 from streams.schemas import (
     Alert,
     DeadLetterReason,
@@ -34,9 +36,15 @@ from streams.schemas import (
     check_capture_times,
     decode_record,
 )
-from streams.settings import AggregatorSettings, RecordSettings, StreamSettings
+from streams.settings import (
+    AggregatorSettings,
+    DeployableSettings,
+    RecordSettings,
+    StreamSettings,
+    load_settings,
+)
 from streams.sinks import register_sinks
-from streams.store import Store, StoreError
+from streams.store import DatabaseSettings, Store, StoreError
 from streams.topics import (
     AGGREGATOR_GROUP,
     ALERTS,
@@ -51,14 +59,26 @@ log = logging.getLogger(__name__)
 TICK_S = 1.0
 
 
+@dataclass(frozen=True)
+class AggregatorEnvironment(DeployableSettings):
+    """Everything `vigil aggregator` (aggregator, sinks, webhooks, clip purge) reads from
+    its environment."""
+
+    streams: StreamSettings
+    database: DatabaseSettings
+    webhooks: WebhookSettings
+    clips: ClipSettings
+
+
 def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings | None = None,
                          app_id: str = AGGREGATOR_GROUP,
                          settings: AggregatorSettings | None = None,
                          records: RecordSettings | None = None,
+                         clips: ClipSettings | None = None,
                          ) -> tuple[faust.App, Callable[[], None]]:
     """The app (aggregator + store/webhook sinks) and a function to call after it stopped."""
     settings = settings or AggregatorSettings()
-    records = records or StreamSettings().records
+    records = records or load_settings(StreamSettings).records
     app = create_app(app_id, bootstrap)
     observations = bind_topic(app, OBSERVATIONS)
     alerts_topic = bind_topic(app, ALERTS)
@@ -148,5 +168,5 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
             log.warning("model registry unreachable, still serving %s %s: %s",
                         MODEL_NAME, drowsiness.version, exc)
 
-    close_sinks = register_sinks(app, store, webhooks or WebhookSettings())
+    close_sinks = register_sinks(app, store, webhooks or load_settings(WebhookSettings), clips)
     return app, close_sinks

@@ -25,6 +25,7 @@ unknown alerts or deliveries raise :class:`AlertNotFoundError` /
 
 from __future__ import annotations
 
+from streams.settings import load_settings
 from streams.store.alerts import AlertRepository
 from streams.store.database import Database
 from streams.store.dead_letters import DeadLetterRepository
@@ -56,7 +57,7 @@ class Store:
 
     @classmethod
     def from_settings(cls, settings: DatabaseSettings | None = None) -> Store:
-        settings = settings or DatabaseSettings()
+        settings = settings or load_settings(DatabaseSettings)
         return cls(settings.url.get_secret_value())
 
     @property

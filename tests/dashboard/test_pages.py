@@ -195,7 +195,7 @@ def test_system_health_explains_unreachable_kafka(
     ("url", "says"),
     [
         ("postgresql+psycopg://postgres@127.0.0.1:1/vigil", "Database unavailable"),
-        ("not a database url", "bad database"),
+        ("not a database url", "bad setting VIGIL_DATABASE__URL"),
     ],
 )
 def test_database_outage_shows_an_error_on_every_page(

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 from kafka import KafkaProducer
-from stream_helpers import running_app
-from test_drowsiness_live import blink, random_features
+from stream_helpers import blink, random_features, running_app
 
 from streams.aggregator.agent import build_aggregator_app
 from streams.errors import InputError

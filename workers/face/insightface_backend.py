@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from streams.errors import ConfigurationError, InputError
+from streams.settings import load_settings
 from workers.face.engine import FaceDetection
 from workers.settings import PerceptionSettings
 
@@ -183,7 +184,7 @@ class InsightFaceBackend:
         det_thresh: float = 0.5,
         **_: Any,
     ) -> None:
-        settings = settings or PerceptionSettings()
+        settings = settings or load_settings(PerceptionSettings)
         self._max_faces = settings.max_faces
         files = locate_pack(settings.insightface_root, settings.insightface_pack)
         try:

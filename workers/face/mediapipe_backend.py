@@ -13,6 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from streams.settings import load_settings
 from workers.face.crops import crop_box
 from workers.face.engine import FaceDetection, LandmarkSource
 from workers.face.provision import face_landmarker_bundle
@@ -56,7 +57,7 @@ class MediaPipeBackend:
     def __init__(self, settings: PerceptionSettings | None = None, **_: Any) -> None:
         from mediapipe.tasks.python import BaseOptions, vision
 
-        settings = settings or PerceptionSettings()
+        settings = settings or load_settings(PerceptionSettings)
         bundle = face_landmarker_bundle(settings.cache_dir, settings.face_landmarker_path)
         model = Path(bundle).read_bytes()
 

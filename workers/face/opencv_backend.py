@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from streams.errors import ConfigurationError, InputError
+from streams.settings import load_settings
 from workers.face.engine import FaceDetection
 from workers.settings import PerceptionSettings
 
@@ -94,7 +95,7 @@ class OpenCVBackend:
         min_level_weight: float = 2.0,
         **_: Any,
     ) -> None:
-        settings = settings or PerceptionSettings()
+        settings = settings or load_settings(PerceptionSettings)
         self._max_faces = settings.max_faces
         self._detect_side = int(detect_side)
         self._min_face = int(min_face)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from stream_helpers import blink, random_features
 
 from models.checkpoint import save_checkpoint
 from models.drowsiness import CLASSES, WINDOW_BLINKS
@@ -24,25 +25,11 @@ from streams.aggregator.drowsiness import (
     ServedDrowsinessModel,
     kss_from_probabilities,
 )
-from streams.schemas import AlertReason, EyeEventRecord, Observation
+from streams.schemas import AlertReason, Observation
 
 RLDD = Path(__file__).resolve().parents[4] / "shared" / "data" / "rldd"
 CFG = AggregatorConfig(drowsiness_baseline_blinks=10)
 T0 = 1_800_000_000.0  # a multiple of 60: windows start here
-
-
-def blink(t: float, features: tuple[float, float, float, float], kind: str = "blink"
-          ) -> EyeEventRecord:
-    frequency, amplitude, duration, velocity = features
-    return EyeEventRecord(kind=kind, start_seq=0, end_seq=1, start_at=t - duration, end_at=t,
-                          duration_s=duration, amplitude=amplitude, peak_closure=0.9,
-                          opening_velocity=velocity, closed_duration_s=duration / 2,
-                          frequency_per_min=frequency)
-
-
-def random_features(rng: np.random.Generator) -> tuple[float, float, float, float]:
-    return (float(rng.uniform(10, 20)), float(rng.uniform(0.5, 0.9)),
-            float(rng.uniform(0.1, 0.3)), float(rng.uniform(3, 6)))
 
 
 def test_blinks_are_z_normalised_against_the_shift_baseline() -> None:
