@@ -165,7 +165,10 @@ def cmd_model_versions(args: argparse.Namespace) -> int:
             back = store.model_versions.rollback(args.model)
             log.info("%s rolled back to %s", args.model,
                      "the shipped weights" if back is None else back.version)
-        for v in store.model_versions.versions(args.model):
+        versions = store.model_versions.versions(args.model)
+        if not versions:  # an empty listing would not tell a typo from an empty registry
+            log.info("no versions of %r are registered: the shipped weights serve", args.model)
+        for v in versions:
             f1 = v.metrics.get("held_out", {}).get("macro_f1")
             sys.stdout.write(json.dumps(asdict(v)) + "\n" if args.json else
                              f"{v.version:6s} {v.status:12s} parent {v.parent or '-':8s} "

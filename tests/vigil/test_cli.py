@@ -104,6 +104,7 @@ def test_read_only_commands_never_create_or_migrate_the_database(
         store.migrate()
     proc = vigil("models", "versions", env=empty)
     assert proc.returncode == 0 and proc.stdout == "", proc.stderr
+    assert "no versions of 'drowsiness-blinks' are registered" in proc.stderr
     assert json.loads(vigil("db", "status", env=empty).stdout)["revision"]
 
 
