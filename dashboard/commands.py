@@ -9,13 +9,14 @@ import json
 import os
 import sys
 
-from streams.cmdline import Subparsers, adder
+from streams.cmdline import Subparsers, adder, stop_on_interrupt_or_term
 from streams.errors import ConfigurationError
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from dashboard.launch import serve
 
+    stop_on_interrupt_or_term()
     return serve(args.port, args.host)
 
 

@@ -36,7 +36,7 @@ from dashboard.admin import first_admin
 from dashboard.settings import DashboardEnvironment, DashboardSettings
 from models.errors import VigilError
 from streams.errors import ConfigurationError
-from streams.processes import start_child, stop_child
+from streams.processes import die_with_parent, start_child, stop_child
 from streams.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,12 @@ def serve(port: int, host: str = "127.0.0.1") -> int:
             first_admin(store)
         except StoreNotMigratedError as exc:  # the dashboard says how to fix it
             log.warning("%s", exc)
-    proc = subprocess.Popen(streamlit_command(port, host))
+    # Its own session: whatever stops this process (Ctrl-C, SIGTERM, kill -INT) stops Streamlit
+    # through stop_child, also where Streamlit would not have got the signal itself.
+    proc = subprocess.Popen(streamlit_command(port, host), start_new_session=True,
+                            preexec_fn=die_with_parent)
     try:
         return proc.wait()
-    except KeyboardInterrupt:  # the terminal sent Streamlit the same Ctrl-C
-        return proc.wait()
+    except KeyboardInterrupt:
+        stop_child(proc)
+        return 0

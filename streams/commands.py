@@ -52,6 +52,7 @@ def cmd_camera(args: argparse.Namespace) -> int:
     from streams.camera import CameraAgent, open_source
     from streams.settings import StreamSettings, load_settings
 
+    stop_on_interrupt_or_term()
     settings = load_settings(StreamSettings)  # all the camera reads
     bootstrap = kafka_bootstrap(args)
     source, live = open_source(args.source, args.fps, seed=args.seed,
