@@ -187,6 +187,7 @@ def fleet_status(
                 "rank": _RANK[status],
                 "perclos": None if m is None else m.perclos,
                 "fatigue_score": None if m is None else m.fatigue_score,
+                "fatigue_source": source_words(None if m is None else m.fatigue_source),
                 "kss": None if m is None else m.kss,
                 "drowsiness_state": None if m is None else m.drowsiness_state,
                 "window_state": None if m is None else _window_state(m.state),
@@ -208,6 +209,7 @@ def fleet_status(
         "rank",
         "perclos",
         "fatigue_score",
+        "fatigue_source",
         "kss",
         "drowsiness_state",
         "window_state",
@@ -275,6 +277,8 @@ SERIES_COLUMNS = (
     "yawns",
     "off_road_s",
     "fatigue_score",
+    "fatigue_source",
+    "au_source",
     "kss",
     "drowsiness_score",
     "drowsiness_kss",
@@ -284,6 +288,17 @@ SERIES_COLUMNS = (
     "sensing",
     "state",
 )
+
+
+def source_words(source: str | None) -> str:
+    """Where a window's figure came from, in an operator's words: the rules, the face mesh's
+    blendshape proxies, or the learnt network MODEL@VERSION; "" when unknown."""
+    if source is None:
+        return ""
+    if source in ("rules", "blendshapes"):
+        return {"rules": "rules (PERCLOS, closures, yawns)",
+                "blendshapes": "face-mesh blendshapes"}[source]
+    return f"network {source}"
 
 
 def driver_series(store: Store, driver_id: str, since: float | None = None) -> pd.DataFrame:

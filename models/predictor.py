@@ -95,13 +95,34 @@ class ClipPredictor:
     def run_batch(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """One forward call on batched inputs (each (B, ...)) -> the readout, each (B, ...),
         float32 on the CPU."""
+        return self._run(self._forward, inputs)
+
+    def _run(self, forward: Callable[..., Any], inputs: tuple[torch.Tensor, ...]
+             ) -> dict[str, torch.Tensor]:
         dtype = PRECISIONS[self.precision]
         autocast = (torch.autocast(self.device.type, dtype=dtype) if dtype is not None
                     else nullcontext())
+        if self.device.type == "cuda":  # page-locked, so the copy can overlap
+            inputs = tuple(x.pin_memory() for x in inputs)
         with torch.inference_mode(), autocast:
-            output = self._forward(*(x.to(self.device, non_blocking=True) for x in inputs))
+            output = forward(*(x.to(self.device, non_blocking=True) for x in inputs))
             readout = self.readout(output)
         return {name: value.float().cpu() for name, value in readout.items()}
+
+    def check_compiled(self, *inputs: torch.Tensor, atol: float = 1e-3, rtol: float = 1e-3
+                       ) -> float:
+        """Runs ``inputs`` through the compiled and the eager forward; returns the largest
+        difference of the readouts, or raises ModelError when they differ by more than
+        ``atol + rtol·|eager|`` (a compiled graph must read what the model reads)."""
+        compiled, eager = self._run(self._forward, inputs), self._run(self.model, inputs)
+        worst = 0.0
+        for name, value in eager.items():
+            diff = (compiled[name] - value).abs()
+            worst = max(worst, float(diff.max()) if diff.numel() else 0.0)
+            if not torch.allclose(compiled[name], value, atol=atol, rtol=rtol):
+                raise ModelError(f"the compiled model's {name} differs from eager inference "
+                                 f"by up to {worst:.3g}")
+        return worst
 
     def predict(self, clips: Mapping[str, Clip]) -> Predictions:
         """{driver: that driver's inputs without the batch dimension} -> :class:`Predictions`.

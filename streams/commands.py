@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streams.cmdline import (
@@ -22,10 +23,12 @@ from streams.cmdline import (
     run_faust,
     stop_on_interrupt_or_term,
 )
+from streams.errors import InputError
 from streams.settings import load_settings
 
 if TYPE_CHECKING:
     from streams.camera import SourceOpener
+    from streams.store import ModelVersion, Store
 
 log = logging.getLogger("vigil")  # the command line's own voice: "INFO vigil: ..."
 
@@ -149,6 +152,28 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def register_checkpoint(store: Store, name: str, path: Path, note: str | None = None
+                        ) -> ModelVersion:
+    """Registers the checkpoint file at ``path`` as a candidate version of ``name`` (its own
+    metrics travel with it; its data hash is the file's). InputError when the file is not a
+    loadable checkpoint of ``name``."""
+    import hashlib
+
+    from models.checkpoint import load_checkpoint
+    from models.errors import VigilError
+
+    try:
+        blob = path.read_bytes()
+        _, meta = load_checkpoint(path)
+    except (OSError, VigilError) as exc:
+        raise InputError(f"{path}: {exc}") from None
+    if meta["name"] != name:
+        raise InputError(f"{path} holds {meta['name']!r}, not {name!r}")
+    return store.model_versions.register(
+        name, blob, data_hash=hashlib.sha256(blob).hexdigest(), metrics=meta.get("metrics") or {},
+        note=note or f"registered from {path.name}")
+
+
 def cmd_model_versions(args: argparse.Namespace) -> int:
     """vigil models versions | promote VERSION | rollback: the model-version registry."""
     from dataclasses import asdict
@@ -158,9 +183,15 @@ def cmd_model_versions(args: argparse.Namespace) -> int:
     # Never migrates: listing a registry must not create a database (`vigil db migrate` does).
     with Store.from_settings() as store:
         store.check_migrated()
-        if args.action == "promote":
+        if args.action == "register":
+            registered = register_checkpoint(store, args.model, args.checkpoint, args.note)
+            log.info("%s %s registered as a candidate: `vigil models promote %s --model %s` "
+                     "serves it", args.model, registered.version, registered.version,
+                     args.model)
+        elif args.action == "promote":
             served = store.model_versions.promote(args.model, args.version)
-            log.info("%s %s promoted; aggregators serve it within their refresh interval",
+            log.info("%s %s promoted; aggregators and workers serve it within their refresh "
+                     "interval",
                      args.model, served.version)
         elif args.action == "rollback":
             back = store.model_versions.rollback(args.model)
@@ -227,6 +258,7 @@ def register(sub: Subparsers, sources: Mapping[str, SourceOpener] | None = None)
                  "the trained versions of one (versions, promote, rollback)")
     models_sub = models_cmd.add_subparsers(dest="action")
     for action, help_ in (("versions", "registered versions, with status and held-out metrics"),
+                          ("register", "store a trained checkpoint file as a candidate version"),
                           ("promote", "serve VERSION from now on (aggregators pick it up "
                            "without a restart)"),
                           ("rollback", "serve the version promoted before the current one "
@@ -234,5 +266,10 @@ def register(sub: Subparsers, sources: Mapping[str, SourceOpener] | None = None)
         p = add(action, cmd_model_versions, help_, parent=models_sub)
         if action == "promote":
             p.add_argument("version", help="v3 or 3")
-        p.add_argument("--model", default="drowsiness-blinks")
+        if action == "register":
+            p.add_argument("checkpoint", type=Path, help="a checkpoint file (vigil train ...)")
+            p.add_argument("--note")
+        p.add_argument("--model", default="drowsiness-blinks",
+                       help="drowsiness-blinks (aggregators), blink-eyelid-motion, satnet or "
+                            "fatigue-nonlocal-r3d18 (workers, VIGIL_SERVING__NETWORKS)")
         p.add_argument("--json", action="store_true")

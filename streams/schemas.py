@@ -43,6 +43,8 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     SCHEMA: ClassVar[str]
+    # Older versions of the record this one still reads (each a subset of its fields).
+    FORMER_SCHEMAS: ClassVar[tuple[str, ...]] = ()
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()
@@ -146,7 +148,7 @@ def decode_record(cls: type[R], data: bytes | str, max_bytes: int = MAX_RECORD_B
     if problem is not None:
         raise SchemaError(f"invalid {cls.SCHEMA}: {problem}")
     found = obj.get("schema")
-    if found != cls.SCHEMA:
+    if found != cls.SCHEMA and found not in cls.FORMER_SCHEMAS:
         raise SchemaError(f"schema {_quoted(found)} where {cls.SCHEMA!r} was expected")
     try:
         # Strict: a number must be a JSON number (lax mode reads "NaN" and "inf" strings).
@@ -283,6 +285,37 @@ def decode_frame_batch(
 # --- observations -----------------------------------------------------------------------
 
 
+class NetworkRole(StrEnum):
+    """What a learnt network served by the workers estimates (workers.serving)."""
+
+    BLINK = "blink"  # blink-eyelid-motion: blink_probability of the window
+    AU = "au"  # satnet: the probability of each BP4D action unit in the window's last frame
+    FATIGUE = "fatigue"  # fatigue-nonlocal-r3d18: fatigue score 0..1 and its bin
+
+
+class NetworkReading(BaseModel):
+    """One learnt network's reading of one driver's window of frames.
+
+    ``model``/``version``: what produced it (the registry's name and version). The window runs
+    from frame ``window_start_seq`` (captured at ``window_start_at``) to ``window_end_seq``
+    (``window_end_at``), so a blink reading is an event with its span. ``outputs``: the
+    readout (``blink_probability``, ``blink`` 0/1 at the checkpoint's threshold; ``AU1``..
+    ``AU24``; ``fatigue_score``, ``fatigue_bin``, ``fatigued`` 0/1), empty when the window was
+    due but not run; ``skipped`` then says why (``no_face``, ``filling``, a sensing reason): a
+    driver the network cannot see is never fed zeros."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    role: NetworkRole
+    model: MapKey
+    version: str = Field(min_length=1, max_length=32)
+    window_start_seq: Seq
+    window_start_at: Epoch
+    window_end_seq: Seq
+    window_end_at: Epoch
+    outputs: dict[MapKey, Measure] = Field(default_factory=dict, max_length=32)
+    skipped: str | None = Field(default=None, max_length=64)
+
+
 class EyeEventRecord(BaseModel):
     """A blink or long closure as the perception layer reports it (workers.signals)."""
 
@@ -342,8 +375,10 @@ class Observation(Record):
     newer reason must not get its observations, face and gaze included, dead-lettered by an
     older aggregator; any code counts as degraded sensing."""
 
-    SCHEMA: ClassVar[str] = "vigil.observation.v1"
-    schema_: Literal["vigil.observation.v1"] = Field("vigil.observation.v1", alias="schema")
+    SCHEMA: ClassVar[str] = "vigil.observation.v2"
+    FORMER_SCHEMAS: ClassVar[tuple[str, ...]] = ("vigil.observation.v1",)
+    schema_: Literal["vigil.observation.v2", "vigil.observation.v1"] = Field(
+        "vigil.observation.v2", alias="schema")
     driver_id: Id
     vehicle_id: Id
     seq: Seq
@@ -369,12 +404,16 @@ class Observation(Record):
     # Yawns finished on this frame; observations from producers that predate yawn events
     # simply carry none.
     yawns: list[YawnRecord] = Field(default_factory=list, max_length=64)
+    # v2: the learnt networks' readings that finished since the driver's previous observation.
+    networks: list[NetworkReading] = Field(default_factory=list, max_length=16)
 
     @property
     def capture_times(self) -> list[float]:
-        """Every capture time the record carries (its own, its events' and yawns')."""
+        """Every capture time the record carries (its own, its events', yawns' and network
+        windows')."""
         return [self.captured_at, *(t for e in self.events for t in (e.start_at, e.end_at)),
-                *(t for y in self.yawns for t in (y.start_at, y.end_at))]
+                *(t for y in self.yawns for t in (y.start_at, y.end_at)),
+                *(t for n in self.networks for t in (n.window_start_at, n.window_end_at))]
 
 
 # --- windows and alerts -----------------------------------------------------------------
@@ -422,8 +461,10 @@ def state_reason_words(code: str) -> str:
 class WindowMetrics(Record):
     """Per-driver statistics of one closed time window."""
 
-    SCHEMA: ClassVar[str] = "vigil.window-metrics.v1"
-    schema_: Literal["vigil.window-metrics.v1"] = Field("vigil.window-metrics.v1", alias="schema")
+    SCHEMA: ClassVar[str] = "vigil.window-metrics.v2"
+    FORMER_SCHEMAS: ClassVar[tuple[str, ...]] = ("vigil.window-metrics.v1",)
+    schema_: Literal["vigil.window-metrics.v2", "vigil.window-metrics.v1"] = Field(
+        "vigil.window-metrics.v2", alias="schema")
     driver_id: Id
     vehicle_id: Id
     window_start: Epoch
@@ -441,6 +482,11 @@ class WindowMetrics(Record):
     au_rates: dict[MapKey, float] = Field(default_factory=dict, max_length=64)
     fatigue_score: SignalFraction = None
     kss: int | None = Field(default=None, ge=1, le=9)
+    # v2: where fatigue_score/kss and au_rates came from: "rules" (PERCLOS, closures, yawns)
+    # or "blendshapes" (the face mesh's AU proxies), or "MODEL@VERSION" of the learnt network
+    # the worker served (NetworkReading); None when there is no figure (or before v2).
+    fatigue_source: str | None = Field(default=None, max_length=96)
+    au_source: str | None = Field(default=None, max_length=96)
     # The learnt estimate on the driver's latest blinks (streams.aggregator.drowsiness); None
     # until the shift's baseline and a full blink window exist, or with no new blink.
     drowsiness_state: str | None = Field(default=None, max_length=16)

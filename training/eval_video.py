@@ -52,14 +52,15 @@ from models.errors import VigilError
 from streams.aggregator import AggregatorConfig, DriverAggregator
 from streams.aggregator.drowsiness import DrowsinessEstimator, DrowsinessModel
 from streams.errors import InputError
-from streams.schemas import Alert, AlertReason
+from streams.schemas import Alert, AlertReason, NetworkReading, NetworkRole
 from streams.settings import load_settings
 from training.eval_perception import TRUTH_SCHEMA, match_intervals, prf
 from training.simulator.faces import default_shared_dir
 from training.variants import ClipVariant
 from workers.inference import frame_observation
 from workers.perception import open_perception
-from workers.settings import PerceptionSettings
+from workers.serving import DriverNetworks, MicroBatcher, NetworkSet
+from workers.settings import PerceptionSettings, ServingSettings
 from workers.signals import EyeEvent
 from workers.signals.yawns import YawnEvent
 from workers.video import VideoReader
@@ -226,14 +227,20 @@ class ClipRun:
     yawns: list[Span]
     alerts: list[Alert]
     config: AggregatorConfig = field(default_factory=AggregatorConfig)
+    # The served networks' readings (VIGIL_SERVING__NETWORKS), those finished after the last
+    # frame included; none when no network is served.
+    readings: list[NetworkReading] = field(default_factory=list)
 
 
 def run_clip(video: Path, settings: PerceptionSettings | None = None, engine: str | None = None,
              variant: str | None = None, estimator: DrowsinessEstimator | None = None,
-             driver_id: str = "eval") -> ClipRun:
+             driver_id: str = "eval", networks: NetworkSet | None = None) -> ClipRun:
     """The clip (or its ``variant``, :mod:`training.variants`) through perception and
-    aggregator as deployed (see the module docstring)."""
+    aggregator as deployed (see the module docstring), with the learnt ``networks`` served
+    as a worker serves them, if given."""
     settings = settings or load_settings(PerceptionSettings)
+    readings: list[NetworkReading] = []
+    batcher = None
     aggregator = DriverAggregator(driver_id, VEHICLE_ID, estimator=estimator)
     indices: list[int] = []
     times: list[float] = []
@@ -248,6 +255,10 @@ def run_clip(video: Path, settings: PerceptionSettings | None = None, engine: st
         perception = None
         try:
             perception = open_perception(settings, reader.fps, engine)
+            if networks is not None:
+                batcher = MicroBatcher(networks, networks.settings.max_batch,
+                                       networks.settings.max_wait_ms)
+                perception.networks = DriverNetworks(driver_id, batcher, networks.settings)
             for frame in reader:
                 image = frame.image
                 if transform is not None:
@@ -268,9 +279,15 @@ def run_clip(video: Path, settings: PerceptionSettings | None = None, engine: st
                 off_road.append(s.gaze_off_road if s.face_present else None)
                 events.extend(result.events)
                 yawns.extend(result.yawns)
+                readings.extend(result.networks)
             events.extend(perception.finish())
             yawns.extend(perception.yawns.flush())
+            if batcher is not None:
+                batcher.drain()
+                readings.extend(batcher.take(driver_id))
         finally:
+            if batcher is not None:
+                batcher.close()
             if perception is not None:
                 perception.close()
             if transform is not None:
@@ -281,7 +298,7 @@ def run_clip(video: Path, settings: PerceptionSettings | None = None, engine: st
     return ClipRun(reader.fps, total, np.array(indices, dtype=np.int64), np.array(times),
                    np.array(present, dtype=bool), off_road, events,
                    sorted({(y.start_frame, y.end_frame) for y in yawns}),
-                   alerts, aggregator.config)
+                   alerts, aggregator.config, readings)
 
 
 # --- scoring (pure) --------------------------------------------------------------------------
@@ -432,7 +449,57 @@ def score_clip(labels: VideoLabels, run: ClipRun) -> dict[str, Any]:
         "alerts": alerts,
         "false_alerts": len(alerts) if labels.attentive else None,
         "false_safety_alerts": len(safety) if labels.attentive else None,
+        "networks": score_networks(labels, run),
     }
+
+
+def network_blink_spans(readings: Sequence[NetworkReading]) -> list[Span]:
+    """The blink network's events: the windows it calls a blink, overlapping or touching ones
+    merged (consecutive windows share the blink they both hold)."""
+    spans = sorted((r.window_start_seq, r.window_end_seq) for r in readings
+                   if r.role is NetworkRole.BLINK and r.skipped is None
+                   and r.outputs.get("blink") == 1.0)
+    merged: list[Span] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def score_networks(labels: VideoLabels, run: ClipRun) -> dict[str, Any]:
+    """The served networks' figures on a clip, beside the landmark path's: blink events
+    against labelled blinks (a window-long event matches a blink inside it); fatigue readings
+    and how many say fatigued (on an attentive clip every one is false); AU readings and each
+    AU's mean probability (the clips carry no AU labels)."""
+    ignore = labels.spans["ignore"]
+    out: dict[str, Any] = {}
+    served = {r.role for r in run.readings}
+    counted = [r for r in run.readings if not _overlaps((r.window_start_seq, r.window_end_seq),
+                                                          ignore)]
+    for role in sorted(served):
+        mine = [r for r in counted if r.role is role]
+        read = [r for r in mine if r.skipped is None]
+        entry: dict[str, Any] = {"model": mine[0].model if mine else None,
+                                 "versions": sorted({r.version for r in mine}),
+                                 "readings": len(read), "skipped": len(mine) - len(read)}
+        if role is NetworkRole.BLINK:
+            score = score_events(labels.spans["blinks"], network_blink_spans(read), ignore)
+            for key in ("pairs", "labelled_spans", "detected_spans"):
+                score.pop(key)
+            entry["blinks"] = score
+        elif role is NetworkRole.FATIGUE:
+            entry["fatigued"] = sum(r.outputs.get("fatigued") == 1.0 for r in read)
+            entry["mean_score"] = (round(float(np.mean([r.outputs["fatigue_score"]
+                                                        for r in read])), 4) if read else None)
+        else:
+            names = sorted({k for r in read for k in r.outputs})
+            entry["mean_probability"] = {k: round(float(np.mean([r.outputs.get(k, 0.0)
+                                                                 for r in read])), 4)
+                                         for k in names}
+        out[role.value] = entry
+    return out
 
 
 def _alert_entry(alert: Alert, run: ClipRun) -> dict[str, Any]:
@@ -449,14 +516,22 @@ def _alert_entry(alert: Alert, run: ClipRun) -> dict[str, Any]:
 # --- clips and folders -----------------------------------------------------------------------
 
 
+def served_networks() -> NetworkSet | None:
+    """The networks VIGIL_SERVING__ says to serve (their configured checkpoints), or None."""
+    serving = load_settings(ServingSettings)
+    return NetworkSet(serving) if serving.roles else None
+
+
 def evaluate_clip(video: Path, labels: VideoLabels, settings: PerceptionSettings | None = None,
                   engine: str | None = None, variant: str | None = None,
-                  estimator: DrowsinessEstimator | None = None) -> dict[str, Any]:
+                  estimator: DrowsinessEstimator | None = None,
+                  networks: NetworkSet | None = None) -> dict[str, Any]:
     """Runs and scores one clip. Raises InputError when the labels do not fit the video."""
     settings = settings or load_settings(PerceptionSettings)
     if estimator is None:
         estimator = DrowsinessModel.shipped()
-    run = run_clip(video, settings, engine, variant, estimator, driver_id=f"eval:{video.stem}")
+    run = run_clip(video, settings, engine, variant, estimator, driver_id=f"eval:{video.stem}",
+                   networks=networks)
     if run.total_frames != labels.frames:
         raise InputError(f"{video}: has {run.total_frames} frames but its labels are for "
                          f"{labels.frames}: labels of another file?")
@@ -481,6 +556,7 @@ def evaluate_folder(folder: Path, video_root: Path | None = None,
         raise InputError(f"{folder}: no labels files (*.json) found")
     settings = settings or load_settings(PerceptionSettings)
     estimator = DrowsinessModel.shipped()
+    networks = served_networks()
     clips: list[dict[str, Any]] = []
     for path in paths:
         entry: dict[str, Any] = {"labels": str(path), "clip": path.stem}
@@ -488,7 +564,8 @@ def evaluate_folder(folder: Path, video_root: Path | None = None,
             labels = load_labels(path)
             video = video_path(path, labels, video_root)
             log.info("evaluating %s (%s)", path.stem, video)
-            entry.update(evaluate_clip(video, labels, settings, engine, variant, estimator))
+            entry.update(evaluate_clip(video, labels, settings, engine, variant, estimator,
+                                       networks))
         except VigilError as exc:
             log.warning("%s: not evaluated: %s", path, exc)
             entry["error"] = str(exc)
@@ -520,6 +597,23 @@ def totals(clips: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["false_safety_alerts"] = false_safety
     out["false_alerts_per_hour"] = round(false_all / hours, 1) if hours else None
     out["false_safety_alerts_per_hour"] = round(false_safety / hours, 1) if hours else None
+    out["networks"] = _network_totals(clips)
+    return out
+
+
+def _network_totals(clips: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Pooled network figures: blink events as the landmark path's are pooled; fatigue
+    readings that say fatigued on attentive clips (all false)."""
+    out: dict[str, Any] = {}
+    blink = [c["networks"]["blink"]["blinks"] for c in clips if "blink" in c.get("networks", {})]
+    if blink:
+        n = {k: sum(s[k] for s in blink) for k in ("labelled", "detected", "matched")}
+        out["blink"] = {**n, **prf(n["matched"], n["labelled"], n["detected"])}
+    fatigue = [c["networks"]["fatigue"] for c in clips
+               if c["attentive"] and "fatigue" in c.get("networks", {})]
+    if fatigue:
+        out["fatigue_on_attentive"] = {"readings": sum(f["readings"] for f in fatigue),
+                                       "fatigued": sum(f["fatigued"] for f in fatigue)}
     return out
 
 
@@ -577,6 +671,16 @@ def format_clip(c: dict[str, Any]) -> str:
     for a in alerts:
         lines.append(f"    {a['time_s']:8.2f} s  frame {a['frame']:>6}  {a['reason']:<13}"
                      f"{a['severity']:<9} {a['message']}\n")
+    for role, n in c.get("networks", {}).items():
+        what = f"  network {role:<8}{n['model']} {'/'.join(n['versions'])}: {n['readings']} " \
+               f"readings, {n['skipped']} skipped"
+        if "blinks" in n:
+            b = n["blinks"]
+            what += (f"; blinks {b['matched']}/{b['labelled']} found, {b['detected']} events, "
+                     f"F1 {b['f1']:.3f}")
+        if "fatigued" in n:
+            what += f"; fatigued {n['fatigued']}, mean score {n['mean_score']}"
+        lines.append(what + "\n")
     for warning in c["warnings"]:
         lines.append(f"  warning: {warning}\n")
     return "".join(lines)
@@ -610,4 +714,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"({'-' if per_hour is None else per_hour} /h); safety alerts "
         f"{t['false_safety_alerts']} ({'-' if safety_per_hour is None else safety_per_hour} /h)"
         "\n")
+    nets = t.get("networks", {})
+    if "blink" in nets:
+        lines.append(_event_row("blinks (net)", nets["blink"]))
+    if "fatigue_on_attentive" in nets:
+        f = nets["fatigue_on_attentive"]
+        lines.append(f"  fatigue network on attentive footage: {f['fatigued']} of "
+                     f"{f['readings']} readings say fatigued (all false)\n")
     return text + "".join(lines)

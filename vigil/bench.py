@@ -16,6 +16,11 @@ production. Afterwards the topics are read back and each frame is followed by it
 Only frames captured after the warm-up count, so process start-up (models loading, consumer
 groups joining) is not mistaken for steady state. CPU seconds per frame are read from /proc
 for each process over the measured span.
+
+With ``networks`` the worker also serves those learnt networks (:mod:`workers.serving`) at the
+CPU sizes (``workers.serving_bench.SERVING_SIZES``) from untrained checkpoints: a forward pass
+costs the same whatever the weights, so these measure cost, never quality. Their readings are
+followed too: capture of a window's last frame to the observation that carries its reading.
 """
 
 from __future__ import annotations
@@ -23,15 +28,33 @@ from __future__ import annotations
 import resource
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from streams.readback import read_topic
-from streams.schemas import Alert, Observation, SchemaError, decode_frame_batch, decode_record
+from streams.schemas import (
+    Alert,
+    NetworkRole,
+    Observation,
+    SchemaError,
+    decode_frame_batch,
+    decode_record,
+)
 from streams.topics import ALERTS, FRAMES, OBSERVATIONS
 from vigil.local import LocalStack, bench_drivers, cpu_seconds
+from workers.serving_bench import cost_checkpoints
+
+
+def serving_env(checkpoints: dict[NetworkRole, Path], **settings: Any) -> dict[str, str]:
+    """The worker's environment serving ``checkpoints`` (plus VIGIL_SERVING__ ``settings``)."""
+    env = {"VIGIL_SERVING__NETWORKS": ",".join(r.value for r in checkpoints)}
+    env.update({f"VIGIL_SERVING__{r.value.upper()}_CHECKPOINT": str(p)
+                for r, p in checkpoints.items()})
+    env.update({f"VIGIL_SERVING__{k.upper()}": str(v) for k, v in settings.items()})
+    return env
 
 
 def _stats(values_s: list[float]) -> dict[str, float | int | None]:
@@ -41,6 +64,14 @@ def _stats(values_s: list[float]) -> dict[str, float | int | None]:
     return {"n": len(values_s), "p50_ms": round(float(np.percentile(ms, 50)), 1),
             "p99_ms": round(float(np.percentile(ms, 99)), 1),
             "max_ms": round(float(ms.max()), 1)}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a live process in MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def _wait_for_observations(stack: LocalStack, expected: int, timeout_s: float) -> int:
@@ -57,12 +88,15 @@ def _wait_for_observations(stack: LocalStack, expected: int, timeout_s: float) -
 
 def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
                    batch: int = 2, warmup_s: float = 20.0,
-                   log_dir: Path | None = None) -> dict[str, Any]:
+                   log_dir: Path | None = None,
+                   networks: Sequence[NetworkRole] = ()) -> dict[str, Any]:
     """Runs the load and returns the figures (see the module docstring)."""
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         logs = log_dir or Path(tmp) / "logs"
         env = {"VIGIL_DATABASE__URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
                "VIGIL_WEBHOOKS__ENABLED": "false"}
+        if networks:
+            env.update(serving_env(cost_checkpoints(Path(tmp), networks)))
         with LocalStack(logs, env) as stack:
             stack.start_pipeline()
             cams = [stack.start_camera(d, fps, batch, warmup_s + seconds)
@@ -81,6 +115,7 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
             # A window closes and its alerts fire a tick after the last frame.
             time.sleep(3.0)
             cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
+            worker_rss_mb = rss_mb(pids["worker"])
             failed = stack.failed_children()
             frames = read_topic(stack.bootstrap, FRAMES.name)
             observations = read_topic(stack.bootstrap, OBSERVATIONS.name)
@@ -98,12 +133,20 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
                                       ("capture_to_sent", "sent_to_processed",
                                        "processed_to_published", "capture_to_observation")}
     measured: list[Observation] = []
+    readings: dict[str, list[float]] = {}
+    skipped: dict[str, int] = {}
     for rec in observations:
         obs = decode_record(Observation, rec.value)
         if obs.captured_at < measured_from:
             continue
         measured.append(obs)
         published = rec.timestamp / 1000
+        for reading in obs.networks:
+            if reading.skipped is None:
+                readings.setdefault(reading.role.value, []).append(
+                    published - reading.window_end_at)
+            else:
+                skipped[reading.role.value] = skipped.get(reading.role.value, 0) + 1
         sent_ts = sent_at.get((obs.driver_id, obs.seq))
         if sent_ts is not None:
             stages["capture_to_sent"].append(sent_ts - obs.captured_at)
@@ -139,9 +182,16 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
                       and p99_s < 1.0),
         "latency": {**{k: _stats(v) for k, v in stages.items()},
                     **{f"capture_to_alert[{r}]": _stats(v)
-                       for r, v in sorted(alert_latency.items())}},
+                       for r, v in sorted(alert_latency.items())},
+                    **{f"window_end_to_reading[{r}]": _stats(v)
+                       for r, v in sorted(readings.items())}},
+        "networks": [r.value for r in networks],
+        "network_readings": {r: len(v) for r, v in sorted(readings.items())},
+        "network_windows_skipped": skipped,
+        "worker_rss_mb": worker_rss_mb,
         "alerts": len(alerts),
         "cpu_ms_per_frame": {k: round(1000 * v / max(1, measured_frames), 2)
                              for k, v in cpu.items()},
         "failed_processes": failed,
     }
+

@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from streams.cmdline import Subparsers, adder, emit, fmt, stop_on_interrupt_or_term
 
@@ -57,17 +58,31 @@ def cmd_bench_perception(args: argparse.Namespace) -> int:
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     from vigil.bench import bench_pipeline
+    from workers.settings import ServingSettings
 
-    result = bench_pipeline(args.drivers, args.fps, args.seconds, args.batch, args.warmup,
-                            Path(args.log_dir) if args.log_dir else None)
+    roles = ServingSettings(networks=args.networks or "").roles
+    # With networks: the same load with them off, then on, so the two compare.
+    runs = [()] + ([roles] if roles else [])
+    results = [bench_pipeline(args.drivers, args.fps, args.seconds, args.batch, args.warmup,
+                              Path(args.log_dir) if args.log_dir else None, networks=served)
+               for served in runs]
     if args.json:
-        emit(result)
+        for result in results:
+            emit(result)
         return 0
+    for result in results:
+        _write_pipeline(result)
+    return 1 if any(r["failed_processes"] for r in results) else 0
+
+
+def _write_pipeline(result: dict[str, Any]) -> None:
     lat = result["latency"]
+    served = ", ".join(result["networks"]) or "none"
     sys.stdout.write(
         f"{result['drivers']} drivers x {result['fps_per_driver']:g} fps "
         f"(offered {result['offered_fps']:g} frames/s, captured {result['captured_fps']:.1f}, "
-        f"batches of {result['batch']}): {result['throughput_fps']:.1f} frames/s end to end, "
+        f"batches of {result['batch']}), networks: {served}: "
+        f"{result['throughput_fps']:.1f} frames/s end to end, "
         f"sustained: {result['sustained']}, "
         f"lost {result['lost']} of {result['frames_sent']}\n")
     for stage, st in lat.items():
@@ -75,9 +90,49 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
                          f"  max {fmt(st['max_ms'])} ms  (n={st['n']})\n")
     cpu = ", ".join(f"{k} {v:.1f}" for k, v in result["cpu_ms_per_frame"].items())
     sys.stdout.write(f"  CPU ms per frame: {cpu}\n")
+    sys.stdout.write(f"  worker memory: {result['worker_rss_mb']:.0f} MiB resident "
+                     f"({result['worker_rss_mb'] / max(1, result['drivers']):.0f} MiB a driver, "
+                     f"models included)\n")
+    if result["networks"]:
+        sys.stdout.write(f"  network readings: {result['network_readings']}, windows skipped: "
+                         f"{result['network_windows_skipped']}\n")
     for failure in result["failed_processes"]:
         sys.stdout.write(f"  FAILED: {failure}\n")
-    return 1 if result["failed_processes"] else 0
+
+
+def cmd_bench_serving(args: argparse.Namespace) -> int:
+    from workers.serving_bench import bench_serving
+    from workers.settings import ServingSettings
+
+    roles = ServingSettings(networks=args.networks).roles
+    options: dict[str, Any] = {"device": args.device, "precision": args.precision,
+                               "channels_last": args.channels_last, "compile": args.compile,
+                               "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
+                               "torch_threads": args.threads}
+    for role in roles:
+        stride = getattr(args, f"{role.value}_stride")
+        if stride is not None:
+            options[f"{role.value}_stride_s"] = stride
+    drivers = [int(n) for n in args.drivers.split(",")]
+    result = bench_serving(drivers, args.seconds, args.sizes, roles, **options)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=1) + "\n")
+    if args.json:
+        emit(result)
+        return 0
+    sys.stdout.write(f"{result['device']}, {result['sizes']} sizes, networks "
+                     f"{', '.join(result['networks'])}, {result['settings']}\n")
+    for run in result["runs"]:
+        sys.stdout.write(f"  {run['drivers']:4d} drivers: kept up {run['kept_up']}, "
+                         f"backlog {run['backlog_at_end']}, max queue {run['max_queue']}\n")
+        for role, st in run["per_network"].items():
+            sys.stdout.write(f"      {role:8s} {st['windows']:6d} windows in {st['batches']:5d} "
+                             f"passes (mean batch {st['mean_batch']}), "
+                             f"{st['forward_ms_per_window']} ms a window, latency p50 "
+                             f"{fmt(st['latency_ms_p50'])} ms p99 {fmt(st['latency_ms_p99'])} ms"
+                             "\n")
+    sys.stdout.write(f"most drivers kept up: {result['most_drivers_kept_up']}\n")
+    return 0
 
 
 def cmd_bench_models(args: argparse.Namespace) -> int:
@@ -127,7 +182,29 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--batch", type=int, default=2, help="frames per batch")
     p.add_argument("--warmup", type=float, default=20.0, help="seconds not measured at start")
     p.add_argument("--log-dir", help="keep the processes' logs here")
+    p.add_argument("--networks", help="also run the same load with these learnt networks "
+                   "served (e.g. blink,au,fatigue; untrained weights at the CPU sizes: cost "
+                   "only)")
     p.add_argument("--json", action="store_true")
+    p = add("serving", cmd_bench_serving, "drivers per device of the learnt networks' "
+            "micro-batched serving (synthetic windows, no face engine)", parent=bench_sub)
+    p.add_argument("--drivers", default="1,2,4,8", help="comma-separated driver counts")
+    p.add_argument("--seconds", type=float, default=20.0, help="real time per driver count")
+    p.add_argument("--networks", default="blink,au,fatigue")
+    p.add_argument("--sizes", choices=("cpu", "paper"), default="cpu",
+                   help="clip and crop sizes: the CPU configuration or the papers'")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--max-batch", type=int, default=16)
+    p.add_argument("--max-wait-ms", type=float, default=20.0)
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    for role in ("blink", "au", "fatigue"):
+        p.add_argument(f"--{role}-stride", type=float, help=f"seconds between {role} readings "
+                       "of a driver (default: the serving settings')")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--json-out", help="also write the JSON report to this file")
     p = add("models", cmd_bench_models, "parameters, GFLOPs/clip and CPU latency of the "
             "networks; GPU clips/s with --gpu-batches", parent=bench_sub)
     p.add_argument("--model", action="append", help="only this network (repeatable)")

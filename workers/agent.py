@@ -25,6 +25,7 @@ frames: that alert gets no clip (counted as ``no_frames``), nothing else is lost
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from functools import partial
 from typing import Any, cast
 
 import faust
+import torch
 from faust.types import TP
 from faust.types.tuples import Message
 
@@ -40,12 +42,14 @@ from streams.app import bind_topic, create_app
 from streams.event_clips import ClipSettings
 from streams.schemas import Alert, DeadLetter, SchemaError, decode_record
 from streams.settings import DeployableSettings, RecordSettings, StreamSettings, load_settings
+from streams.store.settings import DatabaseSettings
 from streams.topics import ALERTS, DEAD_LETTERS, EVENT_CLIPS, FRAMES, OBSERVATIONS, WORKER_GROUP
 from workers.clip_recorder import ClipJob, ClipRecorder
 from workers.inference import InferenceProcessor, ProcessResult, RawMessage
 from workers.lanes import LaneDispatcher
 from workers.perception import open_perception
-from workers.settings import PerceptionSettings, WorkerSettings
+from workers.serving import MicroBatcher, NetworkSet, PromotedModelSource
+from workers.settings import PerceptionSettings, ServingSettings, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,8 @@ class WorkerEnvironment(DeployableSettings):
     worker: WorkerSettings
     perception: PerceptionSettings
     clips: ClipSettings
+    serving: ServingSettings
+    database: DatabaseSettings
 
 
 def build_worker_app(
@@ -68,14 +74,18 @@ def build_worker_app(
     settings: PerceptionSettings | None = None, app_id: str = WORKER_GROUP, *,
     worker: WorkerSettings | None = None, processor: InferenceProcessor | None = None,
     clips: ClipSettings | None = None, records: RecordSettings | None = None,
+    serving: ServingSettings | None = None, registry: PromotedModelSource | None = None,
 ) -> tuple[faust.App, Callable[[], None]]:
     """The app and a function releasing the models once the worker has stopped.
 
     processor: replaces the MediaPipe-backed one (tests); it is closed with the app, and its
     processed frames feed the event clips unless it has an ``on_frame`` already. The app's
-    clip recorder is ``app.vigil_clips`` (its counters: ``.stats``)."""
+    clip recorder is ``app.vigil_clips`` (its counters: ``.stats``). serving: the learnt
+    networks to serve (none by default); registry: where their promoted versions are looked
+    up every ``serving.refresh_s`` (``store.model_versions``)."""
     settings = settings or load_settings(PerceptionSettings)
     worker = worker or load_settings(WorkerSettings)
+    serving = serving or load_settings(ServingSettings)
     app = create_app(app_id, bootstrap)
     # Faust's co-partitioning assignor (FRAMES with ALERTS); see the module docstring.
     if app.conf.table_standby_replicas < 1:
@@ -93,8 +103,14 @@ def build_worker_app(
     recorder = ClipRecorder(clips or load_settings(ClipSettings))
     app.vigil_clips = recorder  # type: ignore[attr-defined]
     records = records or load_settings(StreamSettings).records
+    batcher = None
+    if processor is None and serving.roles:
+        torch.set_num_threads(serving.torch_threads)
+        batcher = MicroBatcher(NetworkSet(serving, registry), serving.max_batch,
+                               serving.max_wait_ms)
     processor = processor or InferenceProcessor(partial(open_perception, settings),
-                                                known_drivers, records=records)
+                                                known_drivers, records=records,
+                                                serving=batcher)
     if processor.on_frame is None:
         processor.on_frame = recorder.add_frame
     executor = ThreadPoolExecutor(max_workers=worker.inference_threads,
@@ -134,6 +150,15 @@ def build_worker_app(
     @app.timer(RELEASE_EVERY_S)
     async def release_quiet_drivers() -> None:
         lanes.release()
+
+    if processor.serving is not None and registry is not None:
+        networks = processor.serving.networks
+
+        @app.timer(serving.refresh_s, on_leader=False)
+        async def refresh_networks() -> None:
+            # Off the event loop: a registry query, maybe a model load. The swap itself is
+            # one assignment between two forward passes.
+            await asyncio.get_running_loop().run_in_executor(None, networks.refresh)
 
     async def write_clip(job: ClipJob) -> None:
         loop = asyncio.get_running_loop()
@@ -175,5 +200,7 @@ def build_worker_app(
         clip_executor.shutdown(wait=True)
         processor.close()
         log.info("inference: %s; event clips: %s", processor.stats, recorder.stats)
+        if processor.serving is not None:
+            log.info("networks: %s", json.dumps(processor.serving.stats.summary()))
 
     return app, close

@@ -77,9 +77,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     env = WorkerEnvironment.load()
     known = frozenset(d for d in (args.drivers or "").split(",") if d) or None
+    registry = None
+    if env.serving.roles:
+        # The promoted versions of the served networks. A registry that cannot be read (the
+        # database down or not migrated yet) leaves the configured checkpoints serving, and
+        # is asked again every VIGIL_SERVING__REFRESH_S.
+        from streams.store import Store
+
+        registry = Store.from_settings(env.database).model_versions
     app, close = build_worker_app(kafka_bootstrap(args), known_drivers=known,
                                   settings=env.perception, worker=env.worker, clips=env.clips,
-                                  records=env.streams.records)
+                                  records=env.streams.records, serving=env.serving,
+                                  registry=registry)
     return run_faust(app, close, args.debug)
 
 

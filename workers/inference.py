@@ -46,6 +46,7 @@ from streams.schemas import (
 from streams.settings import RecordSettings
 from streams.topics import FRAMES
 from workers.perception import DriverPerception, FrameResult
+from workers.serving import DriverNetworks, MicroBatcher
 from workers.signals import EyeEvent
 from workers.signals.yawns import YawnEvent
 
@@ -133,8 +134,12 @@ class InferenceProcessor:
         clock: Callable[[], float] = time.time,
         on_frame: FrameSink | None = None,
         records: RecordSettings | None = None,
+        serving: MicroBatcher | None = None,
     ) -> None:
+        """serving: the batcher of the learnt networks, when the worker serves any; every
+        driver's perception then feeds it its windows (it is closed with the processor)."""
         self._make = make_perception
+        self.serving = serving
         self.records = records or RecordSettings()
         self.known_drivers = known_drivers
         self.max_batch_bytes = max_batch_bytes
@@ -145,10 +150,8 @@ class InferenceProcessor:
         self._lock = threading.Lock()  # guards _drivers, not the states in it
 
     def process_batch(self, msgs: list[RawMessage]) -> list[ProcessResult]:
-        """One executor call for a lane's queued messages (one driver, in order).
-
-        The seam for batched model heads: per-frame perception is sequential per driver, but
-        the crops it yields could be gathered here and run through the networks together."""
+        """One executor call for a lane's queued messages (one driver, in order). The learnt
+        networks' windows are batched across drivers elsewhere (:mod:`workers.serving`)."""
         return [self.process_safely(msg) for msg in msgs]
 
     def process_safely(self, msg: RawMessage) -> ProcessResult:
@@ -264,6 +267,9 @@ class InferenceProcessor:
                 state = self._drivers.get(header.driver_id)
                 if state is None:
                     state = _DriverState(self._make(header.fps), header.vehicle_id)
+                    if self.serving is not None:
+                        state.perception.networks = DriverNetworks(
+                            header.driver_id, self.serving, self.serving.networks.settings)
                     self._drivers[header.driver_id] = state
         return state
 
@@ -272,6 +278,8 @@ class InferenceProcessor:
             for state in self._drivers.values():
                 state.perception.close()
             self._drivers.clear()
+        if self.serving is not None:
+            self.serving.close()
 
 
 def frame_observation(driver_id: str, vehicle_id: str, captured_at: float, r: FrameResult,
@@ -288,7 +296,7 @@ def frame_observation(driver_id: str, vehicle_id: str, captured_at: float, r: Fr
         mouth_open=s.mouth_open, jaw_open=s.jaw_open, yaw=s.yaw, pitch=s.pitch, roll=s.roll,
         gaze_off_road=s.gaze_off_road, perclos=r.perclos, closed_for_s=r.closed_for_s,
         au=s.au, events=[_event_record(e) for e in r.events],
-        yawns=[_yawn_record(y) for y in r.yawns],
+        yawns=[_yawn_record(y) for y in r.yawns], networks=r.networks,
     )
 
 

@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from streams.schemas import NetworkReading
 from streams.settings import load_settings
 from workers.face.backends import create_backend
 from workers.face.engine import DriverFaceTracker, FaceBackend
+from workers.serving import DriverNetworks
 from workers.settings import PerceptionSettings
 from workers.signals import BlinkConfig, BlinkDetector, EyeEvent, FrameSignals, SignalExtractor
 from workers.signals.eyes import EyeStateEstimator
@@ -42,6 +44,8 @@ class FrameResult:
     # driver's and any other: event clips blur them without a second detection.
     face_boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
     yawns: list[YawnEvent] = field(default_factory=list)
+    # The learnt networks' readings that finished since the previous frame (workers.serving).
+    networks: list[NetworkReading] = field(default_factory=list)
 
 
 class DriverPerception:
@@ -63,6 +67,9 @@ class DriverPerception:
         self.yawns = YawnDetector()
         self.max_side = max_side
         self.frames = 0
+        # The driver's windows for the learnt networks, when the worker serves any: fed the
+        # frame and detection used here, so no frame is decoded or detected twice.
+        self.networks: DriverNetworks | None = None
 
     def process(
         self, image: np.ndarray, timestamp_ms: int, frame: int | None = None
@@ -86,8 +93,12 @@ class DriverPerception:
         yawns = self.yawns.update(index, t, signals.jaw_open, signals.mouth_open)
         boxes = [(float(x0) / scale, float(y0) / scale, float(x1) / scale, float(y1) / scale)
                  for x0, y0, x1, y1 in (f.box for f in tracked.faces)]
+        readings: list[NetworkReading] = []
+        if self.networks is not None:
+            self.networks.add(index, t, image, tracked.driver, signals.sensing)
+            readings = self.networks.take()
         return FrameResult(signals, events, self.blinks.perclos, self.blinks.closed_for(t),
-                           boxes, yawns)
+                           boxes, yawns, readings)
 
     def finish(self) -> list[EyeEvent]:
         return self.blinks.flush()

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from streams.errors import ConfigurationError
+from streams.schemas import NetworkRole
 from streams.settings import VigilSettings
 
 
@@ -75,3 +78,58 @@ class WorkerSettings(VigilSettings):
     # baseline, PERCLOS, a closure in progress: 60 s windows) before its first new frame. The
     # cost: after a crash, this much of every driver's video is inferred again.
     replay_warmup_s: float = Field(default=60.0, ge=0)
+
+
+class ServingSettings(VigilSettings):
+    """The learnt networks the worker serves (:mod:`workers.serving`); every field can be set
+    as VIGIL_SERVING__<NAME>.
+
+    Off by default: no shipped checkpoint of these networks beats the landmark and rule path
+    on the labelled real clips yet (their model cards give the figures). ``networks`` turns
+    them on, e.g. ``blink,fatigue``; each one's weights come from the registry's promoted
+    version (``vigil models promote NAME VERSION``) or from ``<role>_checkpoint``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_SERVING__", extra="ignore")
+
+    networks: str = ""
+    blink_checkpoint: Path | None = None
+    au_checkpoint: Path | None = None
+    fatigue_checkpoint: Path | None = None
+    # How often each network reads its driver's window (capture-time seconds). The clip
+    # length and crop size are the checkpoint's (its training preprocessing).
+    # The defaults fit a 2-core CPU worker (README); a GPU worker can read far more often.
+    blink_stride_s: float = Field(default=1.0, gt=0)
+    au_stride_s: float = Field(default=4.0, gt=0)
+    fatigue_stride_s: float = Field(default=4.0, gt=0)
+    # "cpu", "cuda" or "cuda:N": one code path serves both.
+    device: str = "cpu"
+    # fp32, or bf16 autocast (CUDA and CPU), or fp16 autocast (CUDA only).
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    # One forward pass runs at most this many drivers' windows, and waits at most this long
+    # for more once the first is queued.
+    max_batch: int = Field(default=16, ge=1)
+    max_wait_ms: float = Field(default=20.0, ge=0)
+    # torch's intra-op threads for the networks (the perception has its own).
+    torch_threads: int = Field(default=1, ge=1)
+    # Seconds between looks at the registry for newly promoted versions.
+    refresh_s: float = Field(default=30.0, gt=0)
+
+    @property
+    def roles(self) -> list[NetworkRole]:
+        """The enabled roles, in the order given (ConfigurationError for an unknown one)."""
+        names = [n.strip() for n in self.networks.split(",") if n.strip()]
+        known = {r.value: r for r in NetworkRole}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigurationError(f"VIGIL_SERVING__NETWORKS names {unknown}; choose from "
+                                     f"{sorted(known)}")
+        return list(dict.fromkeys(known[n] for n in names))
+
+    def checkpoint(self, role: NetworkRole) -> Path | None:
+        return cast(Path | None, getattr(self, f"{role.value}_checkpoint"))
+
+    def stride_s(self, role: NetworkRole) -> float:
+        return cast(float, getattr(self, f"{role.value}_stride_s"))

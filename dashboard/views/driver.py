@@ -84,7 +84,7 @@ def _charts(store: Store, driver_id: str, span: float) -> None:
         right.altair_chart(
             charts.metric_chart(
                 series,
-                {"fatigue_score": "rules (PERCLOS, closures)",
+                {"fatigue_score": _fatigue_label(series),
                  "drowsiness_score": "network (blinks vs. baseline)"},
                 "Fatigue / drowsiness score (0–1)",
                 events,
@@ -129,12 +129,19 @@ def _charts(store: Store, driver_id: str, span: float) -> None:
     )
 
 
+def _fatigue_label(series: pd.DataFrame) -> str:
+    """The fatigue line's legend: the sources of the figures it plots."""
+    sources = sorted({queries.source_words(v) for v in series["fatigue_source"].dropna()} - {""})
+    return "fatigue score: " + (", ".join(sources) if sources else "rules")
+
+
 def _header(me: pd.Series) -> None:
     with st.container(border=True):
         ui.driver_identity(me, large=True)
         with st.container(horizontal=True):
             st.metric("PERCLOS", ui.fmt(me["perclos"], ".0%"))
-            st.metric("Fatigue score", ui.fmt(me["fatigue_score"]))
+            st.metric("Fatigue score", ui.fmt(me["fatigue_score"]),
+                      help=f"from {me.get('fatigue_source') or 'no source recorded'}")
             st.metric("KSS", ui.fmt(me["kss"], ".0f"))
             st.metric("Blinks look", _state_label(me.get("drowsiness_state")),
                       help="the drowsiness network on the driver's latest 30 blinks, "

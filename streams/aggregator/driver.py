@@ -181,8 +181,11 @@ class DriverAggregator:
         eyes = self._update_tracks(obs, t, dt, closure, off_road)
         self._clear_latches(t)
         if window is not None:
-            # Yawns are the worker's events (workers.signals.yawns), counted where they end.
+            # Yawns are the worker's events (workers.signals.yawns), counted where they end;
+            # network readings count where they are reported, as events do.
             window.yawns += len(obs.yawns)
+            for reading in obs.networks:
+                window.add_reading(reading, cfg)
 
         for event in obs.events:
             self._blinks.add(event, cfg)

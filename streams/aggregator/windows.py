@@ -14,7 +14,7 @@ from typing import Any
 
 from streams.aggregator.config import AggregatorConfig
 from streams.aggregator.fatigue import fatigue_score, kss_from_score
-from streams.schemas import WindowMetrics
+from streams.schemas import NetworkReading, NetworkRole, WindowMetrics
 
 _DIGITS = 4
 
@@ -41,6 +41,14 @@ class WindowAccumulator:
     sensing_frames: dict[str, int] = field(default_factory=dict)
     first_t: float | None = None
     last_t: float | None = None
+    # The learnt networks' readings reported in the window (workers.serving): fatigue scores
+    # summed, AU readings with each AU active, and the MODEL@VERSION that made the newest.
+    fatigue_readings: int = 0
+    fatigue_score_sum: float = 0.0
+    fatigue_model: str | None = None
+    au_readings: int = 0
+    au_network_active: dict[str, int] = field(default_factory=dict)
+    au_model: str | None = None
 
     def add_frame(
         self,
@@ -73,6 +81,22 @@ class WindowAccumulator:
         if off_road:
             self.off_road_s += dt
 
+    def add_reading(self, reading: NetworkReading, config: AggregatorConfig) -> None:
+        """A learnt network's reading (a skipped one adds nothing)."""
+        if reading.skipped is not None:
+            return
+        source = f"{reading.model}@{reading.version}"
+        if reading.role is NetworkRole.FATIGUE and "fatigue_score" in reading.outputs:
+            self.fatigue_readings += 1
+            self.fatigue_score_sum += reading.outputs["fatigue_score"]
+            self.fatigue_model = source
+        elif reading.role is NetworkRole.AU:
+            self.au_readings += 1
+            for name, p in reading.outputs.items():
+                self.au_network_active[name] = (self.au_network_active.get(name, 0)
+                                                + (p >= config.au_active))
+            self.au_model = source
+
     def add_blink(self, duration_s: float) -> None:
         self.blink_count += 1
         self.blink_duration_sum_s += duration_s
@@ -88,17 +112,27 @@ class WindowAccumulator:
         enough = self.measured_s >= config.min_measured_s
         rate = self.blink_count * 60.0 / self.measured_s if enough else None
         mean = self.blink_duration_sum_s / self.blink_count if self.blink_count else None
-        score = kss = None
-        if enough and perclos is not None:
+        score = kss = fatigue_source = au_source = None
+        if self.fatigue_readings:  # the learnt estimator, when the worker serves one
+            score = round(min(1.0, max(0.0, self.fatigue_score_sum / self.fatigue_readings)),
+                          _DIGITS)
+            fatigue_source = self.fatigue_model
+        elif enough and perclos is not None:  # the documented fallback
             score = round(
                 fatigue_score(perclos, mean, self.long_closures, self.yawns, config), _DIGITS
             )
+            fatigue_source = "rules"
+        if score is not None:
             kss = kss_from_score(score)
-        au_rates = (
-            {name: _r(n / self.face_frames) for name, n in sorted(self.au_active.items())}
-            if self.face_frames
-            else {}
-        )
+        au_rates: dict[str, float] = {}
+        if self.au_readings:
+            au_rates = {name: round(n / self.au_readings, _DIGITS)
+                        for name, n in sorted(self.au_network_active.items())}
+            au_source = self.au_model
+        elif self.face_frames and self.au_active:
+            au_rates = {name: round(n / self.face_frames, _DIGITS)
+                        for name, n in sorted(self.au_active.items())}
+            au_source = "blendshapes"
         return WindowMetrics(
             driver_id=driver_id,
             vehicle_id=vehicle_id,
@@ -117,6 +151,8 @@ class WindowAccumulator:
             au_rates=au_rates,
             fatigue_score=score,
             kss=kss,
+            fatigue_source=fatigue_source,
+            au_source=au_source,
             degraded_s=round(self.degraded_s, _DIGITS),
             sensing=dominant(self.sensing_frames),
         )

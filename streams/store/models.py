@@ -143,6 +143,10 @@ class WindowMetricsRow(Base):
     au_rates: Mapped[dict[str, float]] = mapped_column(JsonDoc)
     fatigue_score: Mapped[float | None] = mapped_column(Double)
     kss: Mapped[int | None] = mapped_column(Integer)
+    # Where fatigue_score/kss and au_rates came from (WindowMetrics.fatigue_source, au_source);
+    # NULL on windows stored before migration 0008.
+    fatigue_source: Mapped[str | None] = mapped_column(String(96))
+    au_source: Mapped[str | None] = mapped_column(String(96))
     drowsiness_state: Mapped[str | None] = mapped_column(String(16))
     drowsiness_score: Mapped[float | None] = mapped_column(Double)
     drowsiness_kss: Mapped[int | None] = mapped_column(Integer)

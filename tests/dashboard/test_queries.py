@@ -143,6 +143,23 @@ def test_fleet_status_of_an_empty_store(empty_store: Store) -> None:
     assert set(queries.status_counts(table).values()) == {0}
 
 
+def test_the_dashboard_says_where_each_fatigue_figure_came_from(empty_store: Store) -> None:
+    now = 1_800_000_000.0
+    empty_store.series.upsert([
+        window("net", "v1", now - 180, fatigue_source="rules", au_source="blendshapes"),
+        window("net", "v1", now - 120, fatigue_source="fatigue-nonlocal-r3d18@v4",
+               au_source="satnet@v2"),
+        window("old", "v2", now - 120),  # stored before sources were recorded
+    ])
+    table = queries.fleet_status(empty_store, now).set_index("driver_id")
+    assert table.loc["net", "fatigue_source"] == "network fatigue-nonlocal-r3d18@v4"
+    assert table.loc["old", "fatigue_source"] == ""
+    series = queries.driver_series(empty_store, "net")
+    assert [queries.source_words(v) for v in series["fatigue_source"]] == [
+        "rules (PERCLOS, closures, yawns)", "network fatigue-nonlocal-r3d18@v4"]
+    assert list(series["au_source"]) == ["blendshapes", "satnet@v2"]
+
+
 def test_driver_series_and_alert_feed(fleet: Fleet) -> None:
     series = queries.driver_series(fleet.store, "d-bob", since=fleet.now - 600)
     assert 9 <= len(series) <= 10 and series["time"].is_monotonic_increasing

@@ -135,3 +135,15 @@ def test_on_cuda_with_bf16_matches_cpu(satnet: nn.Module) -> None:
         out = gpu.outputs[driver]["probabilities"]
         assert out.device.type == "cpu"
         assert torch.allclose(out, cpu.outputs[driver]["probabilities"], atol=0.05)
+
+
+def test_a_compiled_graph_is_checked_against_eager_inference() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    predictor = ClipPredictor(model, compile=True)
+    x = torch.randn(2, 3, 4)
+    assert predictor.check_compiled(x) <= 1e-3  # the real torch.compile on the CPU
+
+    # A graph that reads differently from the model is refused, with by how much.
+    predictor._forward = lambda inputs: model(inputs) + 0.5  # type: ignore[method-assign]
+    with pytest.raises(ModelError, match=r"differs from eager inference by up to 0\.5"):
+        predictor.check_compiled(x)

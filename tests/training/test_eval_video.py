@@ -347,3 +347,39 @@ def test_sunglasses_cover_both_eyes_and_nothing_else(video_dir: Path) -> None:
                           first.image[my - 5:my + 5, mx - 10:mx + 10])
     # Placed from the landmarks the caller gives: no eyes, no change.
     assert np.array_equal(sunglasses(first.image, np.zeros((2, 2, 2), np.float32)), first.image)
+
+
+def test_served_networks_are_scored_beside_the_landmark_path() -> None:
+    """The blink network's windows that say blink are events (overlapping ones merged) scored
+    against the labelled blinks; fatigue readings that say fatigued on an attentive clip are
+    counted, all false; skipped windows are counted, not scored."""
+    from streams.schemas import NetworkReading, NetworkRole
+
+    def reading(role: NetworkRole, first: int, last: int, skipped: str | None = None,
+                **outputs: float) -> NetworkReading:
+        return NetworkReading(role=role, model="m", version="v1", window_start_seq=first,
+                              window_start_at=EPOCH + first / FPS, window_end_seq=last,
+                              window_end_at=EPOCH + last / FPS, outputs=outputs,
+                              skipped=skipped)
+
+    readings = [
+        reading(NetworkRole.BLINK, 0, 29, blink=0.0, blink_probability=0.1),
+        reading(NetworkRole.BLINK, 15, 44, blink=1.0, blink_probability=0.9),  # one event ...
+        reading(NetworkRole.BLINK, 30, 59, blink=1.0, blink_probability=0.8),  # ... 15-59
+        reading(NetworkRole.BLINK, 120, 149, blink=1.0, blink_probability=0.7),  # false
+        reading(NetworkRole.BLINK, 200, 229, skipped="no_face"),
+        reading(NetworkRole.FATIGUE, 0, 79, fatigue_score=0.7, fatigued=1.0, fatigue_bin=7.0),
+        reading(NetworkRole.FATIGUE, 80, 159, fatigue_score=0.2, fatigued=0.0, fatigue_bin=2.0),
+    ]
+    run = _run([_event("blink", 40, 47), _event("blink", 250, 257)])
+    run.readings = readings
+    scored = score_clip(parse_labels(_labels(blinks=[[40, 47], [250, 257]])), run)
+    net = scored["networks"]
+    assert net["blink"]["blinks"]["matched"] == 1 and net["blink"]["blinks"]["detected"] == 2
+    assert net["blink"]["blinks"]["missed"] == [[250, 257]]
+    assert net["blink"]["readings"] == 4 and net["blink"]["skipped"] == 1
+    assert net["fatigue"]["fatigued"] == 1 and net["fatigue"]["mean_score"] == 0.45
+    assert scored["blinks"]["f1"] == 1.0  # the landmark path's own, unchanged
+    t = totals([{**scored, "seconds": 10.0}])
+    assert t["networks"]["fatigue_on_attentive"] == {"readings": 2, "fatigued": 1}
+    assert t["networks"]["blink"]["matched"] == 1

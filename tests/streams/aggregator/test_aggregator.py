@@ -30,6 +30,8 @@ from streams.schemas import (
     AlertReason,
     DriverState,
     EyeEventRecord,
+    NetworkReading,
+    NetworkRole,
     Observation,
     Severity,
     StateReason,
@@ -323,6 +325,45 @@ def test_a_yawn_counts_in_the_window_where_it_ends() -> None:
     script.seconds(5.0)
     _, windows, _ = run(script)
     assert [w.yawns for w in windows] == [0, 1]
+
+
+def test_a_served_fatigue_network_gives_the_window_its_score_and_says_so() -> None:
+    """The learnt estimator's readings, when the worker serves one, replace the rule-based
+    score; a window without them keeps the rules, its documented fallback, and says which."""
+    script = Script()
+    script.alert(60.0)
+    script.alert(60.0, au={"AU12": 0.9})
+    script.seconds(5.0)
+    obs = script.observations()
+
+    def reading(role: NetworkRole, at: Observation, outputs: dict[str, float],
+                skipped: str | None = None) -> NetworkReading:
+        return NetworkReading(role=role, model={NetworkRole.FATIGUE: "fatigue-nonlocal-r3d18",
+                                                NetworkRole.AU: "satnet"}[role],
+                              version="v2", window_start_seq=max(0, at.seq - 7),
+                              window_start_at=at.captured_at - 7 / FPS, window_end_seq=at.seq,
+                              window_end_at=at.captured_at, outputs=outputs, skipped=skipped)
+
+    for k, score in ((300, 0.2), (900, 0.6), (1200, 0.9)):
+        obs[k] = obs[k].model_copy(update={"networks": [
+            reading(NetworkRole.FATIGUE, obs[k], {"fatigue_score": score}),
+            reading(NetworkRole.AU, obs[k], {"AU12": 0.7, "AU4": 0.1})]})
+    # A window the network could not see adds nothing.
+    obs[1500] = obs[1500].model_copy(update={"networks": [
+        reading(NetworkRole.FATIGUE, obs[1500], {}, skipped="no_face")]})
+    agg = DriverAggregator("d1", "v1")
+    _, windows = feed(agg, obs)
+    windows += agg.tick(obs[-1].captured_at + 62.0)[0]
+    first, second = windows[0], windows[1]
+    assert first.fatigue_score == pytest.approx((0.2 + 0.6 + 0.9) / 3, abs=1e-4)
+    assert first.kss == kss_from_score((0.2 + 0.6 + 0.9) / 3)
+    assert first.fatigue_source == "fatigue-nonlocal-r3d18@v2"
+    assert first.au_rates == {"AU12": 1.0, "AU4": 0.0} and first.au_source == "satnet@v2"
+    assert second.fatigue_source == "rules"
+    assert second.fatigue_score == pytest.approx(
+        fatigue_score(second.perclos or 0.0, second.blink_duration_mean_s, 0, 0,
+                      AggregatorConfig()), abs=1e-4)
+    assert second.au_source == "blendshapes" and second.au_rates["AU12"] == 1.0
 
 
 def test_windows_close_on_the_clock_without_new_observations() -> None:

@@ -132,8 +132,10 @@ def test_window_metrics_replay_never_duplicates(store: Store) -> None:
 
 def test_window_metrics_round_trip_exactly(store: Store) -> None:
     w = window("d1", T0, au_rates={"AU01": 1 / 3, "AU12": 0.0}, perclos=None, kss=None)
-    store.series.upsert([w])
-    assert store.series.of_driver("d1") == [w]
+    served = window("d1", T0 + 60, fatigue_source="fatigue-nonlocal-r3d18@v3",
+                    au_source="blendshapes")
+    store.series.upsert([w, served])
+    assert store.series.of_driver("d1") == [w, served]
 
 
 def test_concurrent_replays_neither_duplicate_nor_deadlock(store: Store) -> None:
