@@ -391,6 +391,7 @@ class DriverNetworks:
         """Feeds the frame the perception just used to every network's window, and submits the
         windows that are due (or says why one cannot run)."""
         networks = self.batcher.networks
+        cut: dict[tuple[Any, ...], Any] = {}  # this frame's crops, shared by the networks
         for role in networks.roles:
             network = networks.get(role)
             if network is None:
@@ -398,8 +399,9 @@ class DriverNetworks:
             window = self._windows.get(role)
             if window is None or window.spec != network.spec:  # new, or a swap changed inputs
                 window = self._windows[role] = CropWindow(network.spec)
-            window.add(seq, captured_at, frame_bgr, face, sensing)
-            if not window.due(captured_at, self.settings.stride_s(role)):
+            stride = self.settings.stride_s(role)
+            window.add(seq, captured_at, frame_bgr, face, sensing, stride, cut)
+            if not window.due(captured_at, stride):
                 continue
             window.last_run_at = captured_at
             oldest = window.oldest

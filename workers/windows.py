@@ -129,20 +129,43 @@ class CropWindow:
         self.last_run_at: float | None = None
 
     def add(self, seq: int, captured_at: float, frame_bgr: np.ndarray,
-            face: FaceDetection | None, sensing: str | None) -> None:
-        """Adds the frame: its crop, or a gap saying why there is none."""
+            face: FaceDetection | None, sensing: str | None, stride_s: float = 0.0,
+            cut: dict[tuple[Any, ...], Crop | str] | None = None) -> None:
+        """Adds the frame: its crop, or a gap saying why there is none.
+
+        stride_s: the network's stride; a frame too early to be in the next due window is
+        not cut (a gap, :data:`FILLING`), so a network read every few seconds costs crops for
+        its last T frames only. cut: this frame's crops (or why none) by crop kind and size,
+        shared by the windows of one frame, so two networks that want the same crop get one.
+        """
         if face is None:
-            self._entries.append(WindowEntry(seq, captured_at, None, NO_FACE))
+            entry = WindowEntry(seq, captured_at, None, NO_FACE)
         elif sensing is not None:
-            self._entries.append(WindowEntry(seq, captured_at, None, sensing))
+            entry = WindowEntry(seq, captured_at, None, sensing)
+        elif not self._needed(captured_at, stride_s):
+            entry = WindowEntry(seq, captured_at, None, FILLING)
         else:
-            try:
-                crop = cut_crop(self.spec, frame_bgr, face)
-            except InputError as exc:
-                self._entries.append(WindowEntry(seq, captured_at, None,
-                                                 f"crop_failed: {exc}"[:64]))
-            else:
-                self._entries.append(WindowEntry(seq, captured_at, crop))
+            key = (self.spec.crop, self.spec.size, self.spec.region_size)
+            crop = cut.get(key) if cut is not None else None
+            if crop is None:
+                try:
+                    crop = cut_crop(self.spec, frame_bgr, face)
+                except InputError as exc:
+                    crop = f"crop_failed: {exc}"[:64]
+                if cut is not None:
+                    cut[key] = crop
+            entry = (WindowEntry(seq, captured_at, None, crop) if isinstance(crop, str)
+                     else WindowEntry(seq, captured_at, crop))
+        self._entries.append(entry)
+
+    def _needed(self, now: float, stride_s: float) -> bool:
+        """Could a frame at ``now`` be in the next due window? (Two frames of margin on the
+        driver's current frame interval.)"""
+        if self.last_run_at is None or len(self._entries) < 2:
+            return True
+        interval = self._entries[-1].captured_at - self._entries[-2].captured_at
+        earliest = self.last_run_at + stride_s - (self.spec.frames + 2) * max(interval, 0.0)
+        return now >= earliest - 1e-6
 
     def due(self, now: float, stride_s: float) -> bool:
         """A run is due at ``now`` (capture time) once ``stride_s`` has passed since the last

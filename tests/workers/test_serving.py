@@ -293,15 +293,16 @@ def test_a_promoted_version_is_served_mid_stream_without_losing_a_frame(
             observed += processor.process(
                 frames_message("ann", first, [face_jpeg] * 5, t0, offset=first)).observations
             assert processor.serving.drain()
+        # A reading that finished after the last frame would ride on the driver's next one.
+        late = processor.serving.take("ann")
     finally:
         processor.close()
     assert [o.seq for o in observed] == list(range(40))
-    served = [(r.window_end_seq, r.version) for r in readings(observed) if r.skipped is None]
-    # (The reading of the window ending at 35 rides on the driver's next frame.)
+    got = [r for r in readings(observed) + late if r.skipped is None]
+    served = [(r.window_end_seq, r.version) for r in got]
     assert served == [(10, "file:fatigue.pt"), (15, "file:fatigue.pt"), (20, "v2"), (25, "v2"),
-                      (30, "v2")]
-    scores = {v: r.outputs["fatigue_score"] for r in readings(observed) if r.skipped is None
-              for v in [r.version]}
+                      (30, "v2"), (35, "v2")]
+    scores = {r.version: r.outputs["fatigue_score"] for r in got}
     assert scores["v2"] != scores["file:fatigue.pt"]  # other weights, other readings
 
 
@@ -412,3 +413,36 @@ def test_an_unreadable_registry_leaves_the_configured_weights_serving(
     registry.promoted_versions["satnet"] = ("v3", checkpoints[NetworkRole.AU].read_bytes())
     assert networks.refresh() == [NetworkRole.AU]
     assert networks.versions() == {"au": "v3"}
+
+
+def test_a_network_read_seldom_costs_crops_for_its_windows_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read every 2 s over 3 frames at 10 fps, a window needs 3 crops of every 20 frames
+    (plus the margin), and each due window is still full; two networks that want the same
+    crop of a frame share one."""
+    import workers.windows as windows
+
+    cuts: list[int] = []
+
+    def fake_cut(spec: InputSpec, frame: np.ndarray, face: object) -> windows.Crop:
+        cuts.append(int(frame[0, 0, 0]))
+        return windows.Crop(np.zeros((*spec.size, 3), np.uint8))
+
+    monkeypatch.setattr(windows, "cut_crop", fake_cut)
+    spec = InputSpec(ALIGNED_FACE, 3, (8, 8), (0, 0, 0), (1, 1, 1))
+    first, second = CropWindow(spec), CropWindow(spec)
+    runs = []
+    face = object()
+    for seq in range(61):
+        t = seq / 10
+        frame = np.full((2, 2, 3), seq % 256, np.uint8)
+        cut: dict[tuple[object, ...], object] = {}
+        for window in (first, second):
+            window.add(seq, t, frame, face, None, 2.0, cut)  # type: ignore[arg-type]
+        if first.due(t, 2.0):
+            first.last_run_at = second.last_run_at = t
+            runs.append((seq, first.missing()))
+    assert runs == [(0, FILLING), (20, None), (40, None), (60, None)]
+    # Frames 0-1 (before the first run and its interval), then 15-20, 35-40 and 55-60: the
+    # 3 frames of each window and 2 of margin, cut once for both windows.
+    assert cuts == [0, 1, *range(15, 21), *range(35, 41), *range(55, 61)]
