@@ -19,6 +19,7 @@ from stream_helpers import TopicFollower, spawn
 from test_serving import tiny_checkpoint
 
 from streams.broker import EmbeddedBroker
+from streams.commands import register_checkpoint
 from streams.schemas import FrameBatchHeader, FrameInfo, NetworkRole, encode_frame_batch
 from streams.store import Store
 from streams.topics import FRAMES, OBSERVATIONS
@@ -39,12 +40,12 @@ def vigil(args: list[str], env: dict[str, str]) -> str:
 def test_a_network_version_promoted_mid_stream_is_served_and_no_frame_is_lost(
         pg_schema_url: str, tmp_path: Path) -> None:
     env = {"VIGIL_DATABASE__URL": pg_schema_url}
-    with Store(pg_schema_url) as store:
-        store.migrate()
     first = tiny_checkpoint(NetworkRole.FATIGUE, tmp_path / "fatigue-a.pt", seed=0)
     second = tiny_checkpoint(NetworkRole.FATIGUE, tmp_path / "fatigue-b.pt", seed=1)
-    vigil(["models", "register", str(first), "--model", MODEL], env)
-    vigil(["models", "promote", "v1", "--model", MODEL], env)
+    with Store(pg_schema_url) as store:
+        store.migrate()
+        register_checkpoint(store, MODEL, first)
+        store.model_versions.promote(MODEL, "v1")
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
     assert ok
     jpeg = buf.tobytes()
@@ -93,14 +94,15 @@ def test_a_network_version_promoted_mid_stream_is_served_and_no_frame_is_lost(
             streaming = threading.Thread(target=send, kwargs={"until": stop})
             streaming.start()
             try:
-                time.sleep(1.0)
-                vigil(["models", "register", str(second), "--model", MODEL], env)
+                time.sleep(0.5)
+                registered = vigil(["models", "register", str(second), "--model", MODEL], env)
+                assert "v2 registered as a candidate" in registered
                 vigil(["models", "promote", "v2", "--model", MODEL], env)
                 deadline = time.monotonic() + 60
                 while not any(r["version"] == "v2" for o in observed()
                               for r in o["networks"]) and time.monotonic() < deadline:
                     time.sleep(0.5)
-                time.sleep(2.0)
+                time.sleep(1.0)
             finally:
                 stop.set()
                 streaming.join()
