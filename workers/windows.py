@@ -16,7 +16,7 @@ reason of its newest gap, never fed zeros.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,10 +73,6 @@ class InputSpec:
                                      f"{type(exc).__name__}: {exc}") from None
         raise ConfigurationError(f"checkpoint preprocessing names crop {crop_fn!r}; serving "
                                  f"cuts eye_regions or align_face crops")
-
-    @property
-    def bytes_per_frame(self) -> int:
-        return self.size[0] * self.size[1] * 3
 
     def example(self, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         """One random window of this shape, as :meth:`CropWindow.clip` returns one (benches
@@ -200,11 +196,3 @@ class CropWindow:
     @property
     def oldest(self) -> WindowEntry | None:
         return self._entries[0] if self._entries else None
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-def window_bytes(specs: Sequence[InputSpec]) -> int:
-    """Upper bound of the crop memory one driver's windows hold."""
-    return sum(s.frames * s.bytes_per_frame for s in specs)
