@@ -31,13 +31,18 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dashboard.admin import first_admin
 from dashboard.settings import DashboardEnvironment, DashboardSettings
 from models.errors import VigilError
 from streams.errors import ConfigurationError
+from streams.observability import Health, cached, start_observability
 from streams.processes import die_with_parent, start_child, stop_child
 from streams.settings import load_settings
+
+if TYPE_CHECKING:
+    from streams.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +156,40 @@ def serve(port: int, host: str = "127.0.0.1") -> int:
     # through stop_child, also where Streamlit would not have got the signal itself.
     proc = subprocess.Popen(streamlit_command(port, host), start_new_session=True,
                             preexec_fn=die_with_parent)
+    store = Store.from_settings(env.database)
+    server = start_observability(dashboard_health(proc, f"http://{host}:{port}", store),
+                                 env.metrics)
     try:
         return proc.wait()
     except KeyboardInterrupt:
         stop_child(proc)
         return 0
+    finally:
+        if server is not None:
+            server.stop()
+        store.close()
+
+
+def dashboard_health(proc: subprocess.Popen[bytes], url: str, store: Store) -> Health:
+    """`vigil dashboard`'s checks, served on its side port: alive while the Streamlit server
+    runs; ready when it answers its own health check and the database is reachable."""
+    health = Health("dashboard")
+
+    def running() -> str | None:
+        code = proc.poll()
+        return None if code is None else f"streamlit exited with {code}"
+
+    def serving() -> str | None:
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/_stcore/health",
+                                        timeout=2) as response:
+                if response.status == 200 and response.read().strip() == b"ok":
+                    return None
+                return f"streamlit health check answered HTTP {response.status}"
+        except (urllib.error.URLError, OSError) as exc:
+            return f"streamlit not answering: {exc}"
+
+    health.live("streamlit", running)
+    health.ready("streamlit", serving)
+    health.ready("store", cached(store.db.ping, 5.0))
+    return health

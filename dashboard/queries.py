@@ -26,6 +26,7 @@ import pandas as pd
 from models.errors import VigilError
 from streams.errors import InputError
 from streams.event_clips import UnsafePathError, clip_path
+from streams.kafka_clients import client_kwargs
 from streams.schemas import (
     AlertReason,
     AlertState,
@@ -34,6 +35,7 @@ from streams.schemas import (
     sensing_words,
     state_reason_words,
 )
+from streams.settings import KafkaSettings, StreamSettings, load_settings
 from streams.store import AlertFlag, DeliveryStatus, Store, StoredAlert
 from streams.topics import CONSUMER_GROUPS, TopicSpec
 
@@ -600,7 +602,7 @@ class LagUnavailableError(VigilError):
 
 
 def _offset_bounds(
-    bootstrap: str, tps: list[Any], timeout_ms: int
+    bootstrap: str, tps: list[Any], timeout_ms: int, kafka: KafkaSettings
 ) -> tuple[dict[Any, int], dict[Any, int]]:
     """(earliest offsets, log-end offsets) of ``tps``; no consumer group is joined.
 
@@ -618,6 +620,7 @@ def _offset_bounds(
         request_timeout_ms=max(timeout_ms, 1000) + 1000,
         fetch_max_wait_ms=100,
         max_partition_fetch_bytes=64 * 1024,
+        **client_kwargs(kafka, "kafka-python"),
     )
     try:
         starts: dict[Any, int] = consumer.beginning_offsets(tps)
@@ -643,15 +646,18 @@ def consumer_lag(
     bootstrap: str,
     timeout_s: float = 3.0,
     groups: Mapping[str, tuple[TopicSpec, ...]] = CONSUMER_GROUPS,
+    kafka: KafkaSettings | None = None,
 ) -> pd.DataFrame:
     """Lag of each consumer group on each topic it consumes: ``group, topic, partitions,
     committed_partitions, end_offset, committed, lag`` (offset sums over the partitions).
 
     A partition the group never committed counts from its earliest offset (the workers start
-    there: ``auto_offset_reset=earliest``). Raises LagUnavailableError naming the problem."""
+    there: ``auto_offset_reset=earliest``). Raises LagUnavailableError naming the problem.
+    ``kafka``: the security settings (None: ``VIGIL_KAFKA__*``)."""
     from kafka import KafkaAdminClient, TopicPartition
     from kafka.errors import KafkaError
 
+    kafka = kafka or load_settings(StreamSettings).kafka
     timeout_ms = int(timeout_s * 1000)
     try:
         admin = KafkaAdminClient(
@@ -659,6 +665,7 @@ def consumer_lag(
             client_id="vigil-dashboard",
             request_timeout_ms=timeout_ms,
             bootstrap_timeout_ms=timeout_ms,
+            **client_kwargs(kafka, "kafka-python"),
         )
     except (KafkaError, OSError) as exc:
         raise LagUnavailableError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
@@ -676,7 +683,7 @@ def consumer_lag(
             for d in admin.describe_topics(names)
         }
         tps = [TopicPartition(t, p) for t in names for p in partitions.get(t, [])]
-        starts, ends = _offset_bounds(bootstrap, tps, timeout_ms)
+        starts, ends = _offset_bounds(bootstrap, tps, timeout_ms, kafka)
     except (KafkaError, OSError) as exc:
         raise LagUnavailableError(
             f"reading consumer offsets from {bootstrap} failed: {exc!r}"

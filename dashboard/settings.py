@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from streams.event_clips import ClipSettings
+from streams.observability import MetricsSettings
 from streams.settings import DeployableSettings, StreamSettings, VigilSettings
 from streams.store import DatabaseSettings, OperatorRole
 
@@ -112,3 +113,4 @@ class DashboardEnvironment(DeployableSettings):
     database: DatabaseSettings
     streams: StreamSettings  # Kafka, for the consumer lag on the health page
     clips: ClipSettings  # where the event clips it plays are
+    metrics: MetricsSettings  # `vigil dashboard`'s side port: /metrics, /livez, /readyz

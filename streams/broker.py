@@ -21,7 +21,9 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from models.errors import VigilError
 from streams.errors import ConfigurationError
+from streams.kafka_clients import client_kwargs, topic_configs
 from streams.processes import free_port, start_child, stop_child
+from streams.settings import KafkaSettings, StreamSettings, load_settings
 from streams.topics import ALL_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -88,8 +90,9 @@ class EmbeddedBroker:
         self.stop()
         raise VigilError(f"embedded broker did not listen on {self.bootstrap} in {timeout_s} s")
 
-    def create_topics(self, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> None:
-        ensure_topics(self.bootstrap, specs)
+    def create_topics(self, specs: tuple[TopicSpec, ...] = ALL_TOPICS,
+                      kafka: KafkaSettings | None = None) -> None:
+        ensure_topics(self.bootstrap, specs, kafka)
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -104,18 +107,25 @@ class EmbeddedBroker:
         self.stop()
 
 
-def ensure_topics(bootstrap: str, specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> None:
-    """Creates the topics that do not exist yet (partitions and retention as declared)."""
+def ensure_topics(bootstrap: str, specs: tuple[TopicSpec, ...] = ALL_TOPICS,
+                  kafka: KafkaSettings | None = None) -> None:
+    """Creates the topics that do not exist yet: retention as declared, the driver-keyed ones
+    with ``kafka.partitions``, all with ``kafka.replication_factor`` and
+    ``min.insync.replicas``. ``kafka`` None: the environment's (``VIGIL_KAFKA__*``), whose
+    security settings the admin client uses too. Existing topics are left as they are."""
+    kafka = kafka or load_settings(StreamSettings).kafka
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="vigil-admin",
-                                 request_timeout_ms=10_000)
+                                 request_timeout_ms=10_000,
+                                 **client_kwargs(kafka, "kafka-python"))
     except KafkaError as exc:
         raise VigilError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
     try:
         existing = set(admin.list_topics())
         new = [
-            NewTopic(s.name, num_partitions=s.partitions, replication_factor=1,
-                     topic_configs={"retention.ms": str(s.retention_ms)})
+            NewTopic(s.name, num_partitions=s.partition_count(kafka.partitions),
+                     replication_factor=kafka.replication_factor,
+                     topic_configs={"retention.ms": str(s.retention_ms), **topic_configs(kafka)})
             for s in specs if s.name not in existing
         ]
         if new:

@@ -2,6 +2,7 @@
 
 Sources other than OpenCV's come from above: the `vigil` command hands :func:`open_source` a
 scheme for the driver simulator (``sim:PROFILE[:SEED]``), so this layer imports no trainer.
+A replayed recording (:func:`load_replay`) is sent as the JPEGs it already is.
 
 Two threads: capture paces the source in real time, encodes JPEGs and appends finished
 batches to a bounded outbox; the sender publishes the outbox in order through an idempotent
@@ -18,13 +19,15 @@ up with an InputError (so `vigil camera` exits non-zero); a file that ends is si
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -32,8 +35,9 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from streams.errors import ConfigurationError, InputError
+from streams.kafka_clients import client_kwargs
 from streams.schemas import FrameBatchHeader, FrameInfo, encode_frame_batch
-from streams.settings import CameraSettings
+from streams.settings import CameraSettings, KafkaSettings, StreamSettings, load_settings
 from streams.topics import FRAMES
 
 log = logging.getLogger(__name__)
@@ -102,6 +106,56 @@ def open_source(spec: str, fps: float, seed: int = 0,
     return frames(), live
 
 
+@dataclass(frozen=True)
+class EncodedFrame:
+    """A frame that already is a JPEG (a replayed recording): the agent sends its bytes as
+    they are, so a replaying camera spends no CPU on encoding."""
+
+    jpeg: bytes
+    width: int
+    height: int
+
+
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def load_replay(path: Path, fps: float | None = None, max_frames: int = 600,
+                jpeg_quality: int = CameraSettings().jpeg_quality) -> list[EncodedFrame]:
+    """Frames to replay from ``path``: a directory's ``*.jpg``/``*.jpeg`` files in name order
+    (sent as they are), or a video file's first ``max_frames`` frames, JPEG-encoded once here;
+    with ``fps``, a video's frames are thinned to that rate, so that a replay at ``fps`` runs
+    at the recording's own speed (blinks as long as they were). InputError: no such path, a
+    JPEG that does not decode, or no frame at all."""
+    if path.is_dir():
+        files = sorted(f for f in path.iterdir() if f.suffix.lower() in JPEG_SUFFIXES)
+        frames = []
+        for f in files[:max_frames]:
+            data = f.read_bytes()
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                raise InputError(f"{f} is not a readable JPEG")
+            frames.append(EncodedFrame(data, image.shape[1], image.shape[0]))
+    elif path.is_file():
+        capture = cv2.VideoCapture(str(path))
+        recorded_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        capture.release()
+        step = max(1, round(recorded_fps / fps)) if fps and recorded_fps > 0 else 1
+        source, _ = open_source(str(path), fps=1.0)
+        params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
+        frames = []
+        for image in itertools.islice(source, 0, None, step):
+            ok, buf = cv2.imencode(".jpg", image, params)
+            if ok:
+                frames.append(EncodedFrame(buf.tobytes(), image.shape[1], image.shape[0]))
+            if len(frames) >= max_frames:
+                break
+    else:
+        raise InputError(f"no replay source at {path}")
+    if not frames:
+        raise InputError(f"no frames to replay in {path}")
+    return frames
+
+
 def _close_quietly(producer: KafkaProducer, timeout_s: float) -> None:
     """Closing flushes, and a flush fails while the broker is away; the outbox still holds
     every unacknowledged batch, so nothing is lost by abandoning the producer's own queue."""
@@ -130,7 +184,8 @@ class _Batch:
 
 @dataclass
 class CameraAgent:
-    """Publishes one camera's frames as batches keyed by driver id."""
+    """Publishes one camera's frames as batches keyed by driver id. ``kafka``: the broker's
+    security settings (None: ``VIGIL_KAFKA__*``)."""
 
     bootstrap: str
     driver_id: str
@@ -142,8 +197,11 @@ class CameraAgent:
     stats: CameraStats = field(default_factory=CameraStats)
     clock: Callable[[], float] = time.time
     session: str = field(default_factory=lambda: secrets.token_hex(8))
+    kafka: KafkaSettings | None = None
 
     def __post_init__(self) -> None:
+        if self.kafka is None:
+            self.kafka = load_settings(StreamSettings).kafka
         if not 0 < self.fps <= 240 or not 1 <= self.batch <= 256:
             raise ConfigurationError(f"need 0 < fps <= 240 and 1 <= batch <= 256 "
                                      f"(got fps {self.fps}, batch {self.batch})")
@@ -153,19 +211,25 @@ class CameraAgent:
         self._stop = threading.Event()
         self._seq = 0
         self._batch_seq = 0
+        self._captured_at: float | None = None  # monotonic, of the newest frame
+        self._failing_since: float | None = None  # monotonic; the sender's failures
+        self._last_error = ""
 
     # --- capture --------------------------------------------------------------------------
 
-    def _encode(self, frames: list[tuple[int, float, np.ndarray]]) -> _Batch:
+    def _encode(self, frames: list[tuple[int, float, np.ndarray | EncodedFrame]]) -> _Batch:
         jpegs, infos = [], []
         params = [cv2.IMWRITE_JPEG_QUALITY, self.settings.jpeg_quality]
         for seq, captured_at, image in frames:
-            ok, buf = cv2.imencode(".jpg", image, params)
-            if not ok:
-                raise InputError(f"could not JPEG-encode frame {seq}")
-            data = buf.tobytes()
+            if isinstance(image, EncodedFrame):
+                data, w, h = image.jpeg, image.width, image.height
+            else:
+                ok, buf = cv2.imencode(".jpg", image, params)
+                if not ok:
+                    raise InputError(f"could not JPEG-encode frame {seq}")
+                data = buf.tobytes()
+                h, w = image.shape[:2]
             jpegs.append(data)
-            h, w = image.shape[:2]
             infos.append(FrameInfo(seq=seq, captured_at=captured_at, width=w, height=h,
                                    size=len(data)))
         header = FrameBatchHeader(driver_id=self.driver_id, vehicle_id=self.vehicle_id,
@@ -187,7 +251,7 @@ class CameraAgent:
                             dropped.first_seq + dropped.frames - 1, self.driver_id)
             self._cond.notify()
 
-    def capture(self, source: FrameSource, paced: bool = True,
+    def capture(self, source: Iterable[np.ndarray | EncodedFrame], paced: bool = True,
                 max_frames: int | None = None, nominal_times: bool = False) -> None:
         """Reads ``source`` until it ends, ``max_frames`` or stop(); batches into the outbox.
 
@@ -196,7 +260,7 @@ class CameraAgent:
         period = 1.0 / self.fps
         next_at = time.monotonic()
         start = self.clock()
-        pending: list[tuple[int, float, np.ndarray]] = []
+        pending: list[tuple[int, float, np.ndarray | EncodedFrame]] = []
         try:
             for image in source:
                 if self._stop.is_set() or (max_frames is not None and self._seq >= max_frames):
@@ -209,6 +273,7 @@ class CameraAgent:
                 stamp = start + self._seq * period if nominal_times else self.clock()
                 pending.append((self._seq, stamp, image))
                 self._seq += 1
+                self._captured_at = time.monotonic()
                 self.stats.frames_captured += 1
                 if len(pending) >= self.batch:
                     full, pending = pending, []
@@ -231,6 +296,7 @@ class CameraAgent:
             linger_ms=5, max_request_size=8 * 1024 * 1024,
             request_timeout_ms=int(self.settings.send_timeout_s * 1000),
             reconnect_backoff_max_ms=2000,
+            **client_kwargs(self.kafka or KafkaSettings(), "kafka-python"),
         )
 
     def send_loop(self) -> None:
@@ -256,6 +322,9 @@ class CameraAgent:
                     )
                 except (KafkaError, OSError) as exc:
                     self.stats.send_failures += 1
+                    if self._failing_since is None:
+                        self._failing_since = time.monotonic()
+                    self._last_error = type(exc).__name__
                     log.warning("publishing frames %d.. of %s failed (%s); retrying in %.1f s",
                                 head.first_seq, self.driver_id, type(exc).__name__, backoff)
                     # A producer that saw the broker vanish may be stuck with stale state
@@ -267,6 +336,7 @@ class CameraAgent:
                     backoff = min(backoff * 2, 5.0)
                     continue
                 backoff = 0.2
+                self._failing_since = None
                 with self._cond:
                     if self._outbox and self._outbox[0] is head:
                         self._outbox.popleft()
@@ -276,8 +346,8 @@ class CameraAgent:
             if producer is not None:
                 _close_quietly(producer, 5)
 
-    def run(self, source: FrameSource, paced: bool = True, max_frames: int | None = None,
-            nominal_times: bool = False) -> CameraStats:
+    def run(self, source: Iterable[np.ndarray | EncodedFrame], paced: bool = True,
+            max_frames: int | None = None, nominal_times: bool = False) -> CameraStats:
         """Capture and send until the source ends (then flush) or stop() is called."""
         sender = threading.Thread(target=self.send_loop, name=f"camera-send-{self.driver_id}",
                                   daemon=True)
@@ -292,6 +362,27 @@ class CameraAgent:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+
+    def capture_problem(self, limit_s: float) -> str | None:
+        """Liveness: None while the source delivers (a frame within ``limit_s``), before its
+        first frame (a source that never opens fails the command itself), or once capture is
+        over; else what is wrong."""
+        with self._cond:
+            done = self._capture_done
+        if done or self._captured_at is None:
+            return None
+        idle = time.monotonic() - self._captured_at
+        if idle <= limit_s:
+            return None
+        return f"no frame from the source for {idle:.0f} s (limit {limit_s:g} s)"
+
+    def publish_problem(self) -> str | None:
+        """Readiness: None unless publishing to the broker is failing now."""
+        since = self._failing_since
+        if since is None:
+            return None
+        return (f"publishing frames failing for {time.monotonic() - since:.0f} s "
+                f"({self._last_error}); {self.buffered_frames} frames buffered")
 
     @property
     def buffered_frames(self) -> int:

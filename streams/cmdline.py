@@ -20,6 +20,8 @@ from streams.errors import ConfigurationError
 from streams.settings import load_settings
 
 if TYPE_CHECKING:
+    from streams.observability import Health, MetricsSettings
+
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 else:
     Subparsers = Any
@@ -69,13 +71,30 @@ def kafka_bootstrap(args: argparse.Namespace) -> str:
     return str(bootstrap)
 
 
-def run_faust(app: Any, close: Callable[[], None], debug: bool) -> int:
-    """Runs a Faust app until it is stopped (Ctrl-C, SIGTERM), then releases its resources."""
+def run_faust(app: Any, close: Callable[[], None], debug: bool,
+              health: Health | None = None, metrics: MetricsSettings | None = None) -> int:
+    """Runs a Faust app until it is stopped (Ctrl-C, SIGTERM), then releases its resources.
+
+    With ``health``, the service's metrics and health endpoints are served meanwhile
+    (:mod:`streams.observability`), readiness including the app's consumer group. Faust is
+    started without its own logging set-up (``override_logging=False``): it would reset the
+    root logger to its level and handlers, and the services' INFO lines and format
+    (:mod:`streams.logs`, set by ``vigil.cli``) would be lost."""
     import faust
 
+    from streams.observability import FaustProbe, start_observability
+
+    server = None
+    if health is not None:
+        FaustProbe(app, health, metrics)
+        server = start_observability(health, metrics)
     try:
-        faust.Worker(app, loglevel="DEBUG" if debug else "WARNING",
-                     quiet=True).execute_from_commandline()
+        worker = faust.Worker(app, loglevel="DEBUG" if debug else "WARNING", quiet=True,
+                              override_logging=False)
+        worker.spinner = None  # its terminal escapes would land in the (JSON) log
+        worker.execute_from_commandline()
     finally:
         close()
+        if server is not None:
+            server.stop()
     return 0

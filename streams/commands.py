@@ -53,17 +53,33 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 def cmd_camera(args: argparse.Namespace) -> int:
     from streams.camera import CameraAgent, open_source
+    from streams.observability import (
+        REGISTRY,
+        CameraCollector,
+        Health,
+        MetricsSettings,
+        start_observability,
+    )
     from streams.settings import StreamSettings, load_settings
 
     stop_on_interrupt_or_term()
-    settings = load_settings(StreamSettings)  # all the camera reads
+    settings = load_settings(StreamSettings)  # all the camera reads, with its endpoints
+    metrics = load_settings(MetricsSettings)
     bootstrap = kafka_bootstrap(args)
     source, live = open_source(args.source, args.fps, seed=args.seed,
                                reconnect_for_s=settings.camera.reconnect_for_s,
                                schemes=args.sources)
     agent = CameraAgent(bootstrap, args.driver, args.vehicle, args.fps, args.batch,
-                        settings=settings.camera, compression=settings.kafka.compression)
+                        settings=settings.camera, compression=settings.kafka.compression,
+                        kafka=settings.kafka)
     max_frames = round(args.seconds * args.fps) if args.seconds else None
+    REGISTRY.register(CameraCollector(agent))
+    health = Health("camera")
+    # Alive while frames come: a live source gets its reconnection time on top.
+    health.live("capture", lambda: agent.capture_problem(
+        metrics.stall_s + (settings.camera.reconnect_for_s if live else 0.0)))
+    health.ready("broker", agent.publish_problem)
+    server = start_observability(health, metrics)
     log.info("camera %s -> %s as driver %s (vehicle %s), %.1f fps, batches of %d, session %s",
              args.source, bootstrap, args.driver, args.vehicle, args.fps, args.batch,
              agent.session)
@@ -72,12 +88,16 @@ def cmd_camera(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         agent.stop()
         stats = agent.stats
+    finally:
+        if server is not None:
+            server.stop()
     log.info("camera done: %s", stats)
     return 0
 
 
 def cmd_aggregator(args: argparse.Namespace) -> int:
     from streams.aggregator.agent import AggregatorEnvironment, build_aggregator_app
+    from streams.observability import DRIVER_SILENCE, Health, cached
     from streams.store import Store
 
     env = AggregatorEnvironment.load()
@@ -85,8 +105,12 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
     store.migrate()
     app, close = build_aggregator_app(kafka_bootstrap(args), store, env.webhooks,
                                       settings=env.streams.aggregator,
-                                      records=env.streams.records, clips=env.clips)
-    return run_faust(app, close, args.debug)
+                                      records=env.streams.records, clips=env.clips,
+                                      kafka=env.streams.kafka)
+    DRIVER_SILENCE.ttl_s = env.metrics.driver_series_ttl_s
+    health = Health("aggregator")
+    health.ready("store", cached(store.db.ping, 5.0))  # the sinks' database
+    return run_faust(app, close, args.debug, health, env.metrics)
 
 
 def cmd_db(args: argparse.Namespace) -> int:

@@ -9,11 +9,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from streams.kafka_clients import client_kwargs
+from streams.settings import KafkaSettings, StreamSettings, load_settings
 
-async def _read(bootstrap: str, topic: str, idle_s: float, max_s: float
+
+async def _read(bootstrap: str, topic: str, idle_s: float, max_s: float, kafka: KafkaSettings
                 ) -> list[ConsumerRecord[Any, Any]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                fetch_max_bytes=64 * 1024 * 1024)
+                                fetch_max_bytes=64 * 1024 * 1024,
+                                **client_kwargs(kafka, "aiokafka"))
     await consumer.start()
     try:
         await consumer.topics()  # fetches the metadata partitions_for_topic reads
@@ -33,9 +37,10 @@ async def _read(bootstrap: str, topic: str, idle_s: float, max_s: float
         await consumer.stop()
 
 
-def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0, max_s: float = 300.0
-               ) -> list[ConsumerRecord[Any, Any]]:
+def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0, max_s: float = 300.0,
+               kafka: KafkaSettings | None = None) -> list[ConsumerRecord[Any, Any]]:
     """Every record of ``topic``, all partitions, from the beginning, reading until ``idle_s``
     pass without news (or ``max_s`` in all). Joins no consumer group, so nothing waits for a
-    group join."""
-    return asyncio.run(_read(bootstrap, topic, idle_s, max_s))
+    group join. ``kafka``: security settings (None: ``VIGIL_KAFKA__*``)."""
+    kafka = kafka or load_settings(StreamSettings).kafka
+    return asyncio.run(_read(bootstrap, topic, idle_s, max_s, kafka))

@@ -8,9 +8,9 @@ import dataclasses
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self, TypeVar, get_type_hints
+from typing import Any, ClassVar, Literal, Self, TypeVar, get_type_hints
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, FilePath, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -94,11 +94,84 @@ class DeployableSettings:
         return cls(**{f.name: load_settings(hints[f.name]) for f in fields})
 
 
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
 class KafkaSettings(BaseModel):
-    """VIGIL_KAFKA__BOOTSTRAP_SERVERS=host:port,host:port (empty: the embedded broker)."""
+    """VIGIL_KAFKA__BOOTSTRAP_SERVERS=host:port,host:port (empty: the embedded broker).
+
+    partitions: of every topic keyed by driver (frames, observations, windows, alerts, event
+    clips; the dead-letter topic keeps its own), so the most consumers of one group that can
+    work at once. replication_factor and min_insync_replicas: of every topic Vigil creates
+    (3 and 2 in production). The security fields reach every Kafka client Vigil makes, through
+    :func:`streams.kafka_clients.client_kwargs`; a combination that cannot work (a SASL
+    protocol without a mechanism or credentials, TLS files without TLS) stops the process
+    with a ConfigurationError naming the variable."""
 
     bootstrap_servers: str = ""
     compression: str = "gzip"
+    partitions: int = Field(default=8, ge=1, le=10_000)
+    replication_factor: int = Field(default=1, ge=1, le=32)
+    min_insync_replicas: int = Field(default=1, ge=1, le=32)
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    # PEM files, checked to exist when the settings load.
+    ssl_cafile: FilePath | None = None
+    ssl_certfile: FilePath | None = None
+    ssl_keyfile: FilePath | None = None
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @model_validator(mode="after")
+    def _combination_works(self) -> Self:
+        """ConfigurationError (not a validation error: it is about several variables) naming
+        the variable to set or unset; never a secret's value."""
+        var = "VIGIL_KAFKA__"
+        protocol = f"{var}SECURITY_PROTOCOL={self.security_protocol}"
+        if self.min_insync_replicas > self.replication_factor:
+            raise ConfigurationError(
+                f"bad setting {var}MIN_INSYNC_REPLICAS: {self.min_insync_replicas} is more than "
+                f"{var}REPLICATION_FACTOR={self.replication_factor} (no write could succeed)")
+        if self.uses_sasl:
+            if self.sasl_mechanism is None:
+                raise ConfigurationError(
+                    f"bad setting {var}SASL_MECHANISM: {protocol} needs one of PLAIN, "
+                    "SCRAM-SHA-256, SCRAM-SHA-512")
+            if not self.sasl_username:
+                raise ConfigurationError(
+                    f"bad setting {var}SASL_USERNAME: {protocol} needs a user name")
+            if self.sasl_password is None or not self.sasl_password.get_secret_value():
+                raise ConfigurationError(
+                    f"bad setting {var}SASL_PASSWORD: {protocol} needs a password")
+        else:
+            for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
+                value = getattr(self, name)
+                if isinstance(value, SecretStr):
+                    value = value.get_secret_value()
+                if value:  # an empty variable counts as unset
+                    raise ConfigurationError(
+                        f"bad setting {var}{name.upper()}: {protocol} does not authenticate "
+                        "with SASL (use SASL_SSL or SASL_PLAINTEXT)")
+        if not self.uses_tls:
+            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                if getattr(self, name) is not None:
+                    raise ConfigurationError(
+                        f"bad setting {var}{name.upper()}: {protocol} does not use TLS "
+                        "(use SSL or SASL_SSL)")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ConfigurationError(
+                f"bad setting {var}SSL_CERTFILE: {var}SSL_KEYFILE is the key of a client "
+                "certificate, which is missing")
+        return self
 
 
 class CameraSettings(BaseModel):

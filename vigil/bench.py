@@ -1,6 +1,6 @@
 """`vigil bench pipeline`: the whole pipeline under a live load, measured from the records.
 
-N simulated cameras publish in real time for a warm-up plus ``seconds``; the embedded broker,
+N cameras publish in real time for a warm-up plus ``seconds``; the embedded broker,
 `vigil worker` and `vigil aggregator` (SQLite store in a temporary directory) run as in
 production. Afterwards the topics are read back and each frame is followed by its timestamps:
 
@@ -12,6 +12,10 @@ production. Afterwards the topics are read back and each frame is followed by it
 - alert, per reason: the alert record's Kafka timestamp against its ``detected_at`` (the
   capture time of the frame that fired a frame rule; for drowsiness the window end, as it
   fires when the window closes, ``grace_s`` later).
+
+The cameras are the driver simulator, whose rendering costs about as much CPU a frame as the
+worker, or a replay of pre-encoded JPEG frames (``--source FILE_OR_DIR``), which costs almost
+nothing, so a worker's capacity can be measured on the same machine.
 
 Only frames captured after the warm-up count, so process start-up (models loading, consumer
 groups joining) is not mistaken for steady state. CPU seconds per frame are read from /proc
@@ -25,15 +29,19 @@ followed too: capture of a window's last frame to the observation that carries i
 
 from __future__ import annotations
 
+import logging
 import resource
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
+from streams.camera import EncodedFrame
 from streams.readback import read_topic
 from streams.schemas import (
     Alert,
@@ -46,6 +54,8 @@ from streams.schemas import (
 from streams.topics import ALERTS, FRAMES, OBSERVATIONS
 from vigil.local import LocalStack, bench_drivers, cpu_seconds
 from workers.serving_bench import cost_checkpoints
+
+log = logging.getLogger(__name__)
 
 
 def serving_env(checkpoints: dict[NetworkRole, Path], **settings: Any) -> dict[str, str]:
@@ -74,6 +84,25 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def stage_seconds(port: int) -> dict[str, float]:
+    """The worker's seconds so far in each inference stage and in whole frame batches (the
+    sums of its ``/metrics`` histograms); empty when its endpoint does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+            text = page.read().decode()
+    except OSError as exc:
+        log.warning("worker metrics unreadable (%s): no split by stage", exc)
+        return {}
+    seconds = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "vigil_inference_stage_seconds_sum":
+                seconds[sample.labels["stage"]] = sample.value
+            elif sample.name == "vigil_frame_batch_seconds_sum":
+                seconds["batch"] = sample.value
+    return seconds
+
+
 def _wait_for_observations(stack: LocalStack, expected: int, timeout_s: float) -> int:
     """Waits until the worker has published an observation per frame sent (or timeout)."""
     deadline = time.monotonic() + timeout_s
@@ -89,8 +118,10 @@ def _wait_for_observations(stack: LocalStack, expected: int, timeout_s: float) -
 def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
                    batch: int = 2, warmup_s: float = 20.0,
                    log_dir: Path | None = None,
-                   networks: Sequence[NetworkRole] = ()) -> dict[str, Any]:
-    """Runs the load and returns the figures (see the module docstring)."""
+                   networks: Sequence[NetworkRole] = (),
+                   replay: Sequence[EncodedFrame] = ()) -> dict[str, Any]:
+    """Runs the load and returns the figures (see the module docstring). ``replay``: frames
+    every camera sends over and over instead of the simulator's (:func:`load_replay`)."""
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         logs = log_dir or Path(tmp) / "logs"
         env = {"VIGIL_DATABASE__URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
@@ -99,7 +130,7 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
             env.update(serving_env(cost_checkpoints(Path(tmp), networks)))
         with LocalStack(logs, env) as stack:
             stack.start_pipeline()
-            cams = [stack.start_camera(d, fps, batch, warmup_s + seconds)
+            cams = [stack.start_camera(d, fps, batch, warmup_s + seconds, replay)
                     for d in bench_drivers(drivers)]
             measured_from = time.time() + warmup_s
             time.sleep(warmup_s)
@@ -107,6 +138,7 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
             if stack.broker_pid is not None:
                 pids["broker"] = stack.broker_pid
             cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+            stages0 = stage_seconds(stack.metrics_ports["worker"])
             self0 = resource.getrusage(resource.RUSAGE_SELF)
             stack.wait_cameras()
             self1 = resource.getrusage(resource.RUSAGE_SELF)  # before reading topics back
@@ -115,6 +147,7 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
             # A window closes and its alerts fire a tick after the last frame.
             time.sleep(3.0)
             cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
+            stages1 = stage_seconds(stack.metrics_ports["worker"])
             worker_rss_mb = rss_mb(pids["worker"])
             failed = stack.failed_children()
             frames = read_topic(stack.bootstrap, FRAMES.name)
@@ -168,10 +201,17 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
     p99_s = (_stats(stages["capture_to_observation"])["p99_ms"] or 0) / 1000
     camera_cpu = ((self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime))
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
-    cpu["cameras_and_simulator"] = camera_cpu
+    cpu["cameras_replaying" if replay else "cameras_and_simulator"] = camera_cpu
     offered = drivers * fps
+    # Wall time in the worker's inference threads, per frame: decode, face, signals, and the
+    # rest of handling a batch (records, lanes, observations).
+    stage_ms = {k: 1000 * (stages1[k] - stages0.get(k, 0.0)) / max(1, measured_frames)
+                for k in stages1}
+    if "batch" in stage_ms:
+        stage_ms["other"] = stage_ms.pop("batch") - sum(stage_ms.values())
     return {
         "drivers": drivers, "fps_per_driver": fps, "batch": batch, "seconds": seconds,
+        "source": f"replay of {len(replay)} frames" if replay else "simulator",
         "warmup_s": warmup_s, "offered_fps": offered,
         "frames_sent": sent, "observations": observed, "lost": max(0, sent - observed),
         "measured_frames": measured_frames,
@@ -192,6 +232,7 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
         "alerts": len(alerts),
         "cpu_ms_per_frame": {k: round(1000 * v / max(1, measured_frames), 2)
                              for k, v in cpu.items()},
+        "worker_ms_per_frame_by_stage": {k: round(v, 2) for k, v in stage_ms.items()},
         "failed_processes": failed,
     }
 

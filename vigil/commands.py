@@ -57,21 +57,38 @@ def cmd_bench_perception(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    from streams.camera import load_replay
     from vigil.bench import bench_pipeline
     from workers.settings import ServingSettings
 
     roles = ServingSettings(networks=args.networks or "").roles
-    # With networks: the same load with them off, then on, so the two compare.
-    runs = [()] + ([roles] if roles else [])
-    results = [bench_pipeline(args.drivers, args.fps, args.seconds, args.batch, args.warmup,
-                              Path(args.log_dir) if args.log_dir else None, networks=served)
-               for served in runs]
-    if args.json:
-        for result in results:
-            emit(result)
-        return 0
-    for result in results:
-        _write_pipeline(result)
+    replay = load_replay(Path(args.source), args.fps) if args.source else []
+    counts = sorted({int(n) for n in str(args.drivers).split(",")})
+    # With networks: the same load with them off, then on, so the two compare. With several
+    # driver counts: each, in order, until one is not sustained.
+    configs = {",".join(r.value for r in served) or "none": served
+               for served in [()] + ([roles] if roles else [])}
+    results, largest = [], dict.fromkeys(configs, 0)
+    for name, served in configs.items():
+        for n in counts:
+            result = bench_pipeline(n, args.fps, args.seconds, args.batch, args.warmup,
+                                    Path(args.log_dir) if args.log_dir else None,
+                                    networks=served, replay=replay)
+            results.append(result)
+            if args.json:
+                emit(result)
+            else:
+                _write_pipeline(result)
+            if not result["sustained"] or result["lost"]:
+                break
+            largest[name] = n
+    if len(counts) > 1:
+        if args.json:
+            emit({"largest_sustained_drivers": largest})
+        else:
+            for name, n in largest.items():
+                sys.stdout.write(f"networks {name}: one worker sustains {n} driver(s) at "
+                                 f"{args.fps:g} fps with 0 lost\n")
     return 1 if any(r["failed_processes"] for r in results) else 0
 
 
@@ -79,7 +96,7 @@ def _write_pipeline(result: dict[str, Any]) -> None:
     lat = result["latency"]
     served = ", ".join(result["networks"]) or "none"
     sys.stdout.write(
-        f"{result['drivers']} drivers x {result['fps_per_driver']:g} fps "
+        f"{result['drivers']} drivers x {result['fps_per_driver']:g} fps ({result['source']}) "
         f"(offered {result['offered_fps']:g} frames/s, captured {result['captured_fps']:.1f}, "
         f"batches of {result['batch']}), networks: {served}: "
         f"{result['throughput_fps']:.1f} frames/s end to end, "
@@ -90,6 +107,10 @@ def _write_pipeline(result: dict[str, Any]) -> None:
                          f"  max {fmt(st['max_ms'])} ms  (n={st['n']})\n")
     cpu = ", ".join(f"{k} {v:.1f}" for k, v in result["cpu_ms_per_frame"].items())
     sys.stdout.write(f"  CPU ms per frame: {cpu}\n")
+    by_stage = result["worker_ms_per_frame_by_stage"]
+    if by_stage:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in by_stage.items())
+        sys.stdout.write(f"  worker ms per frame by stage (wall, inference threads): {stages}\n")
     sys.stdout.write(f"  worker memory: {result['worker_rss_mb']:.0f} MiB resident "
                      f"({result['worker_rss_mb'] / max(1, result['drivers']):.0f} MiB a driver, "
                      f"models included)\n")
@@ -175,8 +196,13 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--cores", type=int, default=1)
     p.add_argument("--json", action="store_true")
     p = add("pipeline", cmd_bench_pipeline, "end-to-end frames/s and latency of the whole "
-            "pipeline under live simulated cameras", parent=bench_sub)
-    p.add_argument("--drivers", type=int, default=4)
+            "pipeline under live cameras (simulated, or replaying a recording)",
+            parent=bench_sub)
+    p.add_argument("--drivers", default="4", help="driver count, or comma-separated counts "
+                   "run in turn until one is not sustained (the largest sustained is reported)")
+    p.add_argument("--source", metavar="FILE_OR_DIR", help="replay this video's frames or "
+                   "this folder's JPEGs (encoded once, sent as they are) instead of simulating "
+                   "the cameras: almost no camera CPU, so the worker's capacity shows")
     p.add_argument("--fps", type=float, default=10.0)
     p.add_argument("--seconds", type=float, default=60.0, help="measured span after warm-up")
     p.add_argument("--batch", type=int, default=2, help="frames per batch")

@@ -15,14 +15,17 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+import numpy as np
+
 from models.errors import VigilError
 from streams.broker import EmbeddedBroker, ensure_topics
-from streams.camera import CameraAgent, CameraStats, FrameSource
-from streams.processes import start_child, stop_child
+from streams.camera import CameraAgent, CameraStats, EncodedFrame, FrameSource
+from streams.processes import free_port, start_child, stop_child
 from streams.settings import StreamSettings, load_settings
 from vigil.sources import open_source
 
@@ -84,6 +87,7 @@ class LocalStack:
         self._bootstrap = bootstrap
         self._children: list[_Child] = []
         self._cameras: list[tuple[CameraAgent, threading.Thread]] = []
+        self.metrics_ports: dict[str, int] = {}
 
     @property
     def bootstrap(self) -> str:
@@ -100,33 +104,46 @@ class LocalStack:
         self.env["VIGIL_KAFKA__BOOTSTRAP_SERVERS"] = self.bootstrap
         return self
 
-    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        """Starts ``argv`` as a child in its own session, output to ``LOG_DIR/NAME.log``."""
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None
+              ) -> subprocess.Popen[bytes]:
+        """Starts ``argv`` as a child in its own session, output to ``LOG_DIR/NAME.log``,
+        with ``env`` added to the stack's environment."""
         log_path = self.log_dir / f"{name}.log"
-        proc = start_child(argv, log_path, self.env)
+        proc = start_child(argv, log_path, {**self.env, **(env or {})})
         self._children.append(_Child(name, proc, log_path))
         log.debug("%s started (pid %d), log %s", name, proc.pid, log_path)
         return proc
 
-    def spawn_vigil(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def spawn_vigil(self, name: str, *args: str, env: dict[str, str] | None = None
+                    ) -> subprocess.Popen[bytes]:
         debug = ["--debug"] if self.debug else []
-        return self.spawn(name, [sys.executable, "-m", "vigil", *debug, *args])
+        return self.spawn(name, [sys.executable, "-m", "vigil", *debug, *args], env)
 
     def start_pipeline(self) -> None:
-        """The inference worker and the aggregator (with its store and webhook sinks)."""
-        self.spawn_vigil("worker", "worker", "--bootstrap", self.bootstrap)
-        self.spawn_vigil("aggregator", "aggregator", "--bootstrap", self.bootstrap)
+        """The inference worker and the aggregator (with its store and webhook sinks), each
+        with its metrics and health endpoints on a free port (:attr:`metrics_ports`)."""
+        for service in ("worker", "aggregator"):
+            self.metrics_ports[service] = free_port()
+            self.spawn_vigil(service, service, "--bootstrap", self.bootstrap,
+                             env={"VIGIL_METRICS__PORT": str(self.metrics_ports[service])})
 
     def start_camera(self, driver: SimDriver, fps: float, batch: int,
-                     seconds: float | None = None) -> CameraAgent:
-        """A simulated camera for ``driver`` publishing in real time from a thread. The
-        simulator's first frame (loading and checking faces) is rendered here, before the
-        clock starts, so capture timestamps are not skewed by start-up."""
-        source, _ = open_source(driver.source, fps)
-        primed = _primed(source)
+                     seconds: float | None = None,
+                     replay: Sequence[EncodedFrame] = ()) -> CameraAgent:
+        """A camera for ``driver`` publishing in real time from a thread: the simulator, or
+        ``replay``'s frames over and over. The simulator's first frame (loading and checking
+        faces) is rendered here, before the clock starts, so capture timestamps are not
+        skewed by start-up."""
+        primed: Iterable[np.ndarray | EncodedFrame]
+        if replay:
+            primed = itertools.cycle(replay)
+        else:
+            source, _ = open_source(driver.source, fps)
+            primed = _primed(source)
         settings = load_settings(StreamSettings)
         agent = CameraAgent(self.bootstrap, driver.driver_id, driver.vehicle_id, fps, batch,
-                            settings=settings.camera, compression=settings.kafka.compression)
+                            settings=settings.camera, compression=settings.kafka.compression,
+                            kafka=settings.kafka)
         max_frames = round(seconds * fps) if seconds else None
         thread = threading.Thread(target=agent.run, args=(primed, True, max_frames),
                                   name=f"camera-{driver.driver_id}", daemon=True)

@@ -12,15 +12,16 @@ Co-partitioning (why the worker that gets a driver's alert is the one holding it
 faust-streaming 0.15's ``PartitionAssignor`` puts the topics that the group's members
 subscribe to into copartitioned groups by partition count and by which members subscribe
 (``_get_copartitioned_groups``), and gives every member the same partition numbers of all
-topics in a group (``CopartitionedAssignor``). FRAMES and ALERTS both have 8 partitions,
-every worker subscribes to both, and both are keyed by driver id with Kafka's default
-murmur2 partitioner (kafka-python's camera producer, aiokafka under Faust), so partition p of
-both goes to one worker. Faust uses that assignor only when the app has changelog tables or
-``table_standby_replicas`` > 0 (else aiokafka's round robin, which ignores co-partitioning:
-``faust/transport/drivers/aiokafka.py``); the worker has no tables, so it pins the setting to
-at least 1 (it has no other effect without tables). During a rolling upgrade, members that
-do not yet subscribe to ALERTS split the group, and an alert may reach a worker without the
-frames: that alert gets no clip (counted as ``no_frames``), nothing else is lost."""
+topics in a group (``CopartitionedAssignor``). FRAMES and ALERTS both have
+``VIGIL_KAFKA__PARTITIONS`` partitions, every worker subscribes to both, and both are keyed
+by driver id with Kafka's default murmur2 partitioner (kafka-python's camera producer,
+aiokafka under Faust), so partition p of both goes to one worker. Faust uses that assignor
+only when the app has changelog tables or ``table_standby_replicas`` > 0 (else aiokafka's
+round robin, which ignores co-partitioning: ``faust/transport/drivers/aiokafka.py``); the
+worker has no tables, so it pins the setting to at least 1 (it has no other effect without
+tables). During a rolling upgrade, members that do not yet subscribe to ALERTS split the
+group, and an alert may reach a worker without the frames: that alert gets no clip (counted
+as ``no_frames``), nothing else is lost."""
 
 from __future__ import annotations
 
@@ -40,8 +41,15 @@ from faust.types.tuples import Message
 
 from streams.app import bind_topic, create_app
 from streams.event_clips import ClipSettings
+from streams.observability import DEAD_LETTERS_TOTAL, OBSERVATIONS_PUBLISHED, MetricsSettings
 from streams.schemas import Alert, DeadLetter, SchemaError, decode_record
-from streams.settings import DeployableSettings, RecordSettings, StreamSettings, load_settings
+from streams.settings import (
+    DeployableSettings,
+    KafkaSettings,
+    RecordSettings,
+    StreamSettings,
+    load_settings,
+)
 from streams.store.settings import DatabaseSettings
 from streams.topics import ALERTS, DEAD_LETTERS, EVENT_CLIPS, FRAMES, OBSERVATIONS, WORKER_GROUP
 from workers.clip_recorder import ClipJob, ClipRecorder
@@ -67,6 +75,7 @@ class WorkerEnvironment(DeployableSettings):
     clips: ClipSettings
     serving: ServingSettings
     database: DatabaseSettings
+    metrics: MetricsSettings
 
 
 def build_worker_app(
@@ -75,6 +84,7 @@ def build_worker_app(
     worker: WorkerSettings | None = None, processor: InferenceProcessor | None = None,
     clips: ClipSettings | None = None, records: RecordSettings | None = None,
     serving: ServingSettings | None = None, registry: PromotedModelSource | None = None,
+    kafka: KafkaSettings | None = None,
 ) -> tuple[faust.App, Callable[[], None]]:
     """The app and a function releasing the models once the worker has stopped.
 
@@ -86,7 +96,7 @@ def build_worker_app(
     settings = settings or load_settings(PerceptionSettings)
     worker = worker or load_settings(WorkerSettings)
     serving = serving or load_settings(ServingSettings)
-    app = create_app(app_id, bootstrap)
+    app = create_app(app_id, bootstrap, kafka)
     # Faust's co-partitioning assignor (FRAMES with ALERTS); see the module docstring.
     if app.conf.table_standby_replicas < 1:
         app.conf.table_standby_replicas = 1
@@ -121,10 +131,12 @@ def build_worker_app(
     async def publish(result: ProcessResult) -> None:
         for obs in result.observations:
             await observations.send(key=obs.driver_id.encode(), value=obs.to_bytes())
+            OBSERVATIONS_PUBLISHED.inc()
         for letter, payload in result.dead_letters:
             letter, value = letter.carrying(payload)
             await dead_letters.send(key=(letter.key or "").encode(), value=value,
                                     headers={DeadLetter.HEADER: letter.to_bytes()})
+            DEAD_LETTERS_TOTAL.labels(letter.reason.value, letter.source_topic).inc()
 
     def ack(positions: list[Message]) -> None:
         for position in positions:

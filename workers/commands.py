@@ -85,11 +85,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from streams.store import Store
 
         registry = Store.from_settings(env.database).model_versions
+    from streams.observability import Health
+
     app, close = build_worker_app(kafka_bootstrap(args), known_drivers=known,
                                   settings=env.perception, worker=env.worker, clips=env.clips,
                                   records=env.streams.records, serving=env.serving,
-                                  registry=registry)
-    return run_faust(app, close, args.debug)
+                                  registry=registry, kafka=env.streams.kafka)
+    # Ready once in its consumer group; the registry (when serving networks) is optional.
+    return run_faust(app, close, args.debug, Health("worker"), env.metrics)
 
 
 def register(sub: Subparsers) -> None:

@@ -31,6 +31,8 @@ import cv2
 import numpy as np
 
 from streams.errors import InputError
+from streams.logs import log_context, stream_position
+from streams.observability import BATCH_SECONDS, FRAMES_DROPPED, FRAMES_RECEIVED, INFERENCE_STAGE
 from streams.schemas import (
     MAX_BATCH_BYTES,
     DeadLetter,
@@ -51,6 +53,7 @@ from workers.signals import EyeEvent
 from workers.signals.yawns import YawnEvent
 
 log = logging.getLogger(__name__)
+_DECODE_SECONDS = INFERENCE_STAGE.labels("decode")
 
 SKIP_LOG_EVERY_S = 30.0
 
@@ -158,14 +161,18 @@ class InferenceProcessor:
         """:meth:`process`, with any unexpected failure set aside as a processing_error dead
         letter (traceback logged) so one bad message never stops the stream."""
         start = time.perf_counter()
-        try:
-            result = self.process(msg)
-        except Exception as exc:
-            log.exception("processing %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
-            letter = msg.dead_letter(DeadLetterReason.PROCESSING_ERROR,
-                                     f"{type(exc).__name__}: {exc}")
-            result = ProcessResult(dead_letters=[(letter, msg.value)])
+        position = stream_position(msg.topic, msg.partition, msg.offset)
+        with log_context(driver=msg.key_text, where=position):
+            try:
+                result = self.process(msg)
+            except Exception as exc:
+                log.exception("processing %s[%d]@%d failed", msg.topic, msg.partition,
+                              msg.offset)
+                letter = msg.dead_letter(DeadLetterReason.PROCESSING_ERROR,
+                                         f"{type(exc).__name__}: {exc}")
+                result = ProcessResult(dead_letters=[(letter, msg.value)])
         result.seconds = time.perf_counter() - start
+        BATCH_SECONDS.observe(result.seconds)
         return result
 
     def process(self, msg: RawMessage) -> ProcessResult:
@@ -196,6 +203,7 @@ class InferenceProcessor:
                                 self.records.max_ahead_s, self.records.max_behind_s)
         except SchemaError as exc:
             return dead(DeadLetterReason.BAD_SCHEMA, str(exc))
+        FRAMES_RECEIVED.inc(len(header.frames))
         state = self._state(header)
         result.driver_id, result.captured_until = header.driver_id, header.frames[-1].captured_at
         self._follow_session(state, header)
@@ -205,7 +213,9 @@ class InferenceProcessor:
             if info.seq <= state.last_seq:
                 skipped += 1  # replayed after a rebalance (already observed), or reordered
                 continue
+            decoding = time.perf_counter()
             image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            _DECODE_SECONDS.observe(time.perf_counter() - decoding)
             if image is None:
                 corrupt.append(info.seq)
                 continue
@@ -230,6 +240,7 @@ class InferenceProcessor:
                 header.driver_id, header.vehicle_id, info.captured_at, frame_result,
                 self.clock()))
         if corrupt:
+            FRAMES_DROPPED.labels("corrupt").inc(len(corrupt))
             dead(DeadLetterReason.CORRUPT_FRAME,
                  f"frames {corrupt} of driver {header.driver_id} do not decode")
         if skipped:
@@ -248,6 +259,7 @@ class InferenceProcessor:
         state.session, state.last_seq = header.session, -1
 
     def _skipped(self, state: _DriverState, header: FrameBatchHeader, n: int) -> None:
+        FRAMES_DROPPED.labels("skipped").inc(n)
         with self._lock:
             self.stats.skipped_frames += n
         state.skipped += n

@@ -9,6 +9,7 @@ files.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from streams.observability import INFERENCE_STAGE
 from streams.schemas import NetworkReading
 from streams.settings import load_settings
 from workers.face.backends import create_backend
@@ -30,6 +32,8 @@ from workers.signals.yawns import YawnDetector, YawnEvent
 from workers.video import VideoReader, prepare_frame
 
 log = logging.getLogger(__name__)
+_FACE_SECONDS = INFERENCE_STAGE.labels("face")
+_SIGNALS_SECONDS = INFERENCE_STAGE.labels("signals")
 
 
 @dataclass
@@ -85,12 +89,16 @@ class DriverPerception:
         index = self.frames if frame is None else frame
         self.frames += 1
         t = timestamp_ms / 1000.0
+        start = time.perf_counter()
         tracked = self.tracker.update(self.backend.detect(image, timestamp_ms), image.shape)
+        detected = time.perf_counter()
         signals = self.signals.update(
             index, t, tracked.driver, image, faces=len(tracked.faces), scale=scale
         )
         events = self.blinks.update(index, t, signals.closure)
         yawns = self.yawns.update(index, t, signals.jaw_open, signals.mouth_open)
+        _FACE_SECONDS.observe(detected - start)
+        _SIGNALS_SECONDS.observe(time.perf_counter() - detected)
         boxes = [(float(x0) / scale, float(y0) / scale, float(x1) / scale, float(y1) / scale)
                  for x0, y0, x1, y1 in (f.box for f in tracked.faces)]
         readings: list[NetworkReading] = []

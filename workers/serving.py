@@ -36,6 +36,12 @@ from models.checkpoint import load_checkpoint
 from models.errors import VigilError
 from models.predictor import ClipPredictor
 from streams.errors import ConfigurationError
+from streams.observability import (
+    NETWORK_FORWARD,
+    NETWORK_LATENCY,
+    NETWORK_WINDOWS,
+    model_served,
+)
 from streams.schemas import NetworkReading, NetworkRole
 from workers.face.engine import FaceDetection
 from workers.settings import ServingSettings
@@ -144,6 +150,8 @@ class NetworkSet:
                 self._served[role] = ServedNetwork.load(role, path, f"file:{path.name}",
                                                         settings)
         self.refresh()
+        for network in self._served.values():
+            model_served(network.model, network.version)
         missing = [r.value for r in settings.roles if r not in self._served]
         if missing:
             raise ConfigurationError(
@@ -187,6 +195,7 @@ class NetworkSet:
             log.info("serving %s version %s (was %s)", network.model, version,
                      current and current.version)
             self._served[role] = network
+            model_served(network.model, version)
             self.swaps += 1
             swapped.append(role)
         return swapped
@@ -269,6 +278,7 @@ class MicroBatcher:
         with self._cond:
             if reading.skipped is not None:
                 self.stats.skipped[reading.role.value] += 1
+                NETWORK_WINDOWS.labels(reading.model, "skipped").inc()
             self._outbox[driver].append(reading)
 
     def queued(self) -> int:
@@ -336,6 +346,7 @@ class MicroBatcher:
             except Exception:  # a failed batch never stops serving
                 log.exception("%s network failed on a batch of %d windows", role.value,
                               len(batch))
+                NETWORK_WINDOWS.labels(ROLE_MODELS[role], "rejected").inc(len(batch))
                 with self._cond:
                     self.stats.rejected[role.value] += len(batch)
             finally:
@@ -356,6 +367,13 @@ class MicroBatcher:
              for i, r in enumerate(runnable)})
         elapsed = time.perf_counter() - start
         done = self.clock()
+        NETWORK_FORWARD.labels(network.model).observe(elapsed)
+        NETWORK_WINDOWS.labels(network.model, "run").inc(len(runnable) -
+                                                         len(predictions.rejected))
+        if len(predictions.rejected) + stale:
+            NETWORK_WINDOWS.labels(network.model, "rejected").inc(len(predictions.rejected)
+                                                                  + stale)
+        latency = NETWORK_LATENCY.labels(network.model)
         with self._cond:
             stats = self.stats
             stats.batches[role.value] += 1
@@ -370,6 +388,7 @@ class MicroBatcher:
                                 request.driver, reason)
                     continue
                 stats.latencies[role.value].append(done - request.submitted)
+                latency.observe(done - request.submitted)
                 self._outbox[request.driver].append(NetworkReading(
                     role=role, model=network.model, version=network.version,
                     window_start_seq=request.first_seq, window_start_at=request.first_at,

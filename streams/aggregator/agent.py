@@ -18,15 +18,24 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 
 from streams.aggregator.clock import CaptureClock
 from streams.aggregator.driver import DriverAggregator
 from streams.aggregator.drowsiness import MODEL_NAME, ServedDrowsinessModel
-from streams.app import bind_topic, create_app, set_aside
+from streams.app import bind_table, bind_topic, create_app, set_aside
 from streams.errors import InputError
 from streams.event_clips import ClipSettings
+from streams.logs import log_context, stream_position
+from streams.observability import (
+    DRIVER_SILENCE,
+    OBSERVATIONS_CONSUMED,
+    WINDOWS_CLOSED,
+    MetricsSettings,
+    model_served,
+)
 from streams.schemas import (
     Alert,
     DeadLetterReason,
@@ -39,6 +48,7 @@ from streams.schemas import (
 from streams.settings import (
     AggregatorSettings,
     DeployableSettings,
+    KafkaSettings,
     RecordSettings,
     StreamSettings,
     load_settings,
@@ -68,6 +78,7 @@ class AggregatorEnvironment(DeployableSettings):
     database: DatabaseSettings
     webhooks: WebhookSettings
     clips: ClipSettings
+    metrics: MetricsSettings
 
 
 def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings | None = None,
@@ -75,19 +86,25 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
                          settings: AggregatorSettings | None = None,
                          records: RecordSettings | None = None,
                          clips: ClipSettings | None = None,
+                         kafka: KafkaSettings | None = None,
                          ) -> tuple[faust.App, Callable[[], None]]:
-    """The app (aggregator + store/webhook sinks) and a function to call after it stopped."""
+    """The app (aggregator + store/webhook sinks) and a function to call after it stopped.
+
+    Several aggregators with the same ``app_id`` share the drivers: each holds the state of
+    the drivers on its partitions, and gives it up when a rebalance takes them away."""
     settings = settings or AggregatorSettings()
     records = records or load_settings(StreamSettings).records
-    app = create_app(app_id, bootstrap)
+    app = create_app(app_id, bootstrap, kafka)
     observations = bind_topic(app, OBSERVATIONS)
     alerts_topic = bind_topic(app, ALERTS)
     windows_topic = bind_topic(app, WINDOW_METRICS)
     dead_letters = bind_topic(app, DEAD_LETTERS)
     # driver id -> DriverAggregator.to_state() (JSON), restored from the changelog on restart.
-    state_table = app.Table("aggregator-state", default=None, partitions=OBSERVATIONS.partitions)
+    state_table = bind_table(app, "aggregator-state", OBSERVATIONS)
     aggregators: dict[str, DriverAggregator] = {}
+    partition_of: dict[str, int] = {}  # driver id -> its observations' partition
     drowsiness = ServedDrowsinessModel(store.model_versions)
+    model_served(MODEL_NAME, drowsiness.version)
     clocks: dict[str, CaptureClock] = {}
 
     def aggregator_for(obs: Observation, broker_time: float | None) -> DriverAggregator:
@@ -117,48 +134,61 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
     async def publish(windows: list[WindowMetrics], alerts: list[Alert]) -> None:
         for w in windows:
             await windows_topic.send(key=w.driver_id.encode(), value=w.to_bytes())
+            WINDOWS_CLOSED.inc()
         for a in alerts:
-            log.info("alert %s %s driver=%s", a.reason.value, a.alert_id, a.driver_id)
+            log.info("alert %s %s driver=%s", a.reason.value, a.alert_id, a.driver_id,
+                     extra={"driver": a.driver_id})
             await alerts_topic.send(key=a.driver_id.encode(), value=a.to_bytes())
 
     @app.agent(observations)
     async def aggregate(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
-            try:
-                obs = decode_record(Observation, message.value or b"")
-                if message.key != obs.driver_id.encode():
-                    raise SchemaError("message key differs from the observation's driver")
-                check_capture_times(obs.capture_times, message.timestamp, records.max_ahead_s,
-                                    records.max_behind_s)
-                agg = aggregator_for(obs, message.timestamp)
-                alerts = agg.observe(obs)
-            except InputError as exc:  # SchemaError included
-                await set_aside(dead_letters, message, exc)
-                continue
-            except Exception as exc:  # a fault on one record must not stop every driver
-                log.exception("observation at %s[%d]@%d failed", message.topic,
-                              message.partition, message.offset)
-                await set_aside(dead_letters, message, exc, DeadLetterReason.PROCESSING_ERROR)
-                continue
-            clocks[obs.driver_id].seen(obs.captured_at, time.monotonic())
-            await publish([], alerts)
-            # Saved after the sends: a crash in between replays the observation, which the
-            # restored state (from before it) handles again, yielding the same alert ids.
-            state_table[obs.driver_id] = agg.to_state()
+            key = (message.key or b"").decode(errors="replace") or None
+            with log_context(driver=key, where=stream_position(message.topic, message.partition,
+                                                               message.offset)):
+                await take(message)
+
+    async def take(message: Any) -> None:
+        try:
+            obs = decode_record(Observation, message.value or b"")
+            if message.key != obs.driver_id.encode():
+                raise SchemaError("message key differs from the observation's driver")
+            check_capture_times(obs.capture_times, message.timestamp, records.max_ahead_s,
+                                records.max_behind_s)
+            agg = aggregator_for(obs, message.timestamp)
+            partition_of[obs.driver_id] = message.partition
+            alerts = agg.observe(obs)
+        except InputError as exc:  # SchemaError included
+            await set_aside(dead_letters, message, exc)
+            return
+        except Exception as exc:  # a fault on one record must not stop every driver
+            log.exception("observation at %s[%d]@%d failed", message.topic,
+                          message.partition, message.offset)
+            await set_aside(dead_letters, message, exc, DeadLetterReason.PROCESSING_ERROR)
+            return
+        OBSERVATIONS_CONSUMED.inc()
+        DRIVER_SILENCE.seen(obs.driver_id, message.partition)
+        clocks[obs.driver_id].seen(obs.captured_at, time.monotonic())
+        await publish([], alerts)
+        # Saved after the sends: a crash in between replays the observation, which the
+        # restored state (from before it) handles again, yielding the same alert ids.
+        state_table[obs.driver_id] = agg.to_state()
 
     @app.timer(TICK_S)
     async def tick() -> None:
         for driver_id, agg in list(aggregators.items()):
-            now = clocks[driver_id].now(time.monotonic())
+            clock = clocks.get(driver_id)  # None: revoked while an earlier one was published
+            now = None if clock is None else clock.now(time.monotonic())
             if now is None:
                 continue
-            try:
-                windows, alerts = agg.tick(now)
-            except Exception:  # one driver's broken state must not stop every driver's alerts
-                log.exception("tick of driver %s failed", driver_id)
-                continue
-            await publish(windows, alerts)
+            with log_context(driver=driver_id):
+                try:
+                    windows, alerts = agg.tick(now)
+                except Exception:  # one driver's broken state must not stop every driver
+                    log.exception("tick of driver %s failed", driver_id)
+                    continue
+                await publish(windows, alerts)
 
     @app.timer(settings.model_refresh_s, on_leader=False)
     async def refresh_drowsiness_model() -> None:
@@ -167,6 +197,21 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
         except StoreError as exc:
             log.warning("model registry unreachable, still serving %s %s: %s",
                         MODEL_NAME, drowsiness.version, exc)
+        model_served(MODEL_NAME, drowsiness.version)
 
+    async def forget_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        # Their drivers are another aggregator's now: no silence of theirs is ours to report.
+        gone = {tp.partition for tp in revoked if tp.topic == OBSERVATIONS.name}
+        DRIVER_SILENCE.forget_partitions(gone)
+        # Nor their windows and alerts: a driver kept here would be ticked on a clock that no
+        # frame moves any more (CAMERA_BLOCKED and UNRESPONSIVE for a driver still streaming),
+        # and be stale if its partition came back. Whoever gets the partition (this
+        # aggregator included, after an eager rebalance) restores it from the table.
+        for driver_id in [d for d, p in partition_of.items() if p in gone]:
+            aggregators.pop(driver_id, None)
+            clocks.pop(driver_id, None)
+            del partition_of[driver_id]
+
+    app.on_partitions_revoked.connect(forget_revoked)  # type: ignore[arg-type]
     close_sinks = register_sinks(app, store, webhooks or load_settings(WebhookSettings), clips)
     return app, close_sinks

@@ -3,12 +3,14 @@
 store = Store.from_settings()      # VIGIL_DATABASE__URL, default a SQLite file
 store.migrate()                    # alembic upgrade head (a no-op when current)
 store.series.upsert(windows)       # one repository per aggregate: series, alerts,
-store.alerts.upsert(alert)         # model_versions, operators, deliveries, clips, dead_letters
+store.alerts.upsert(alert)         # model_versions, operators, deliveries, clips, dead_letters,
+store.api_keys.verify(key)         # api_keys
 """
 
 from streams.store.database import Database, alembic_config, head_revision
 from streams.store.errors import (
     AlertNotFoundError,
+    ApiKeyNotFoundError,
     DeliveryNotFoundError,
     LoginRefusedError,
     ModelVersionNotFoundError,
@@ -17,8 +19,9 @@ from streams.store.errors import (
     StoreNotMigratedError,
     StoreUnavailableError,
 )
-from streams.store.models import AlertFlag, DeliveryStatus, ModelStatus, OperatorRole
+from streams.store.models import AlertFlag, ApiScope, DeliveryStatus, ModelStatus, OperatorRole
 from streams.store.results import (
+    ApiKey,
     Attempt,
     Delivery,
     DueDelivery,
@@ -35,6 +38,9 @@ from streams.store.store import Store
 __all__ = [
     "AlertFlag",
     "AlertNotFoundError",
+    "ApiKey",
+    "ApiKeyNotFoundError",
+    "ApiScope",
     "Attempt",
     "Database",
     "DatabaseSettings",

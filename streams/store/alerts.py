@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, or_, select, update
+from sqlalchemy import Connection, and_, or_, select, update
 
 from streams.errors import InputError
 from streams.schemas import Alert, AlertReason, AlertState, Severity
@@ -176,20 +176,50 @@ class AlertRepository:
     ) -> list[StoredAlert]:
         """Alerts matching every filter given (``since``: detected at or after), newest
         first, at most ``limit`` (None: all)."""
+        return self.page(states=None if state is None else [state], reason=reason,
+                         driver_id=driver_id, vehicle_id=vehicle_id, since=since, limit=limit)
+
+    def page(
+        self,
+        *,
+        states: Iterable[AlertState | str] | None = None,
+        reason: AlertReason | str | None = None,
+        severity: Severity | str | None = None,
+        driver_id: str | None = None,
+        vehicle_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after: tuple[float, str] | None = None,
+        limit: int | None = 100,
+    ) -> list[StoredAlert]:
+        """One page of the alerts matching every filter given (``states``: any of them;
+        ``since <= detected_at < until``), in :meth:`find`'s order (newest first, then by
+        id), at most ``limit``. ``after``: the (detected_at, alert_id) of the previous page's
+        last alert; the page starts right after it (keyset pagination: pages neither repeat
+        nor skip an alert while new ones arrive). ``limit`` None: all."""
+        if limit is not None and limit < 1:
+            raise InputError(f"limit must be at least 1 (got {limit})")
         q = select(ALERTS)
-        if state is not None:
-            q = q.where(ALERTS.c.state == enum_value(AlertState, state, "state"))
+        if states is not None:
+            values = sorted({enum_value(AlertState, s, "state") for s in states})
+            q = q.where(ALERTS.c.state.in_(values))
         if reason is not None:
             q = q.where(ALERTS.c.reason == enum_value(AlertReason, reason, "reason"))
+        if severity is not None:
+            q = q.where(ALERTS.c.severity == enum_value(Severity, severity, "severity"))
         if driver_id is not None:
             q = q.where(ALERTS.c.driver_id == driver_id)
         if vehicle_id is not None:
             q = q.where(ALERTS.c.vehicle_id == vehicle_id)
         if since is not None:
             q = q.where(ALERTS.c.detected_at >= since)
-        q = q.order_by(ALERTS.c.detected_at.desc(), ALERTS.c.alert_id)
-        if limit is not None:
-            q = q.limit(limit)
+        if until is not None:
+            q = q.where(ALERTS.c.detected_at < until)
+        if after is not None:
+            at, last_id = after
+            q = q.where(or_(ALERTS.c.detected_at < at,
+                            and_(ALERTS.c.detected_at == at, ALERTS.c.alert_id > last_id)))
+        q = q.order_by(ALERTS.c.detected_at.desc(), ALERTS.c.alert_id).limit(limit)
         with self.db.begin() as conn:
             return [_stored_alert(r) for r in conn.execute(q).all()]
 

@@ -159,6 +159,12 @@ class Database:
                 ) from exc
             raise
 
+    def ping(self) -> None:
+        """One round trip to the database (readiness probes); StoreUnavailableError if it is
+        unreachable."""
+        with self.begin() as conn:
+            conn.execute(text("SELECT 1"))
+
     def insert(self, table: Table) -> Any:
         """The dialect's INSERT, which has ``on_conflict_do_update/do_nothing``."""
         return pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)

@@ -203,6 +203,17 @@ class DeliveryRepository:
             counts: dict[str, int] = {status: n for status, n in conn.execute(q).all()}
         return {s.value: int(counts.get(s.value, 0)) for s in DeliveryStatus}
 
+    def pending_summary(self) -> tuple[int, float | None]:
+        """(pending deliveries, when the oldest of them became pending: created, or sent again
+        by ``redeliver``; None when there is none) for the outbox metrics."""
+        c = DELIVERIES.c
+        since = func.coalesce(c.retry_from, c.created_at)
+        q = select(func.count(), func.min(since)).where(
+            c.status == DeliveryStatus.PENDING.value)
+        with self.db.begin() as conn:
+            count, oldest = conn.execute(q).one()
+        return int(count), None if oldest is None else float(oldest)
+
     def attempts(self, alert_id: str, endpoint: str) -> list[Attempt]:
         """A delivery's attempts in the order they were recorded (a replayed delivery's
         numbering starts again at 1 after the earlier run's attempts)."""

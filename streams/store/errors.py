@@ -67,6 +67,14 @@ class ModelVersionNotFoundError(StoreError, InputError):
         super().__init__(f"no version {version!r} of model {name!r} in the registry")
 
 
+class ApiKeyNotFoundError(StoreError, InputError):
+    """An operation names a read-API key id that was never created."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no API key with id {key_id!r} (`vigil api keys list` lists them)")
+        self.key_id = key_id
+
+
 class LoginRefusedError(StoreError, InputError):
     """A dashboard login was refused: unknown name, wrong password (one message for both),
     or a login locked after too many failed attempts (``locked`` is True)."""

@@ -84,6 +84,17 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
 
 
+class ApiScope(StrEnum):
+    """What a read-API key may do; ``write`` includes ``read``."""
+
+    READ = "read"  # every GET
+    WRITE = "write"  # also acknowledge and flag alerts
+
+    def allows(self, needed: ApiScope | str) -> bool:
+        order = list(ApiScope)
+        return order.index(self) >= order.index(ApiScope(needed))
+
+
 class OperatorRole(StrEnum):
     """What a dashboard login may do; each role may do everything of the ones before it."""
 
@@ -350,6 +361,23 @@ class OperatorRow(Base):
     locked_until: Mapped[float | None] = mapped_column(Double)
 
 
+class ApiKeyRow(Base):
+    """A key of the read API (``vgl_<key_id>_<secret>``). Only the SHA-256 of the secret is
+    stored, never the key; a revoked key stays as a row (``revoked_at``) so its id is never
+    reused and the listing shows who had access."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint(_in("scope", ApiScope), name="scope"),)
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(ID_LEN))
+    scope: Mapped[str] = mapped_column(String(8))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Double)
+    last_used_at: Mapped[float | None] = mapped_column(Double)
+    revoked_at: Mapped[float | None] = mapped_column(Double)
+
+
 ALL_TABLES = tuple(Base.metadata.sorted_tables)
 
 # The Core tables the repositories query (the typed declarative classes above define them).
@@ -364,3 +392,4 @@ DEAD_LETTERS: Table = DeadLetterRow.__table__  # type: ignore[assignment]
 CLIPS: Table = EventClipRow.__table__  # type: ignore[assignment]
 MODELS: Table = ModelVersionRow.__table__  # type: ignore[assignment]
 OPERATORS: Table = OperatorRow.__table__  # type: ignore[assignment]
+API_KEYS: Table = ApiKeyRow.__table__  # type: ignore[assignment]

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from streams.schemas import Alert, AlertReason, AlertState, Severity, WindowMetrics
-from streams.store.models import AlertFlag, DeliveryStatus, OperatorRole
+from streams.store.models import AlertFlag, ApiScope, DeliveryStatus, OperatorRole
 
 
 @dataclass(frozen=True)
@@ -162,3 +162,22 @@ class Operator:
     last_login_at: float | None
     failed_logins: int  # consecutive, since the last successful login or lockout
     locked_until: float | None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A read-API key as listed: never the key nor its hash."""
+
+    key_id: str
+    name: str
+    scope: ApiScope
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "scope": self.scope.value}

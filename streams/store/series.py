@@ -194,6 +194,12 @@ class SeriesRepository:
             rows = conn.execute(q.order_by(METRICS.c.window_start)).all()
         return [_metrics(r._mapping) for r in rows]
 
+    def has_driver(self, driver_id: str) -> bool:
+        """Whether the store has ever seen ``driver_id``."""
+        q = select(DRIVERS.c.driver_id).where(DRIVERS.c.driver_id == driver_id)
+        with self.db.begin() as conn:
+            return conn.execute(q).first() is not None
+
     def fleet_overview(self) -> list[FleetEntry]:
         """Every driver with vehicle, last seen, latest window and number of open alerts."""
         latest = (

@@ -6,6 +6,7 @@
     store.alerts.upsert(alert)          # alerts, lifecycle, flags
     store.model_versions.promote(...)   # retrained models and the served one
     store.operators.authenticate(...)   # dashboard logins
+    store.api_keys.verify(key)          # read-API keys (hashed)
     store.deliveries.claim_due(...)     # webhook outbox
     store.clips.expired(...)            # event clips and their retention
     store.dead_letters.find()           # records the streams could not process
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 from streams.settings import load_settings
 from streams.store.alerts import AlertRepository
+from streams.store.api_keys import ApiKeyRepository
 from streams.store.database import Database
 from streams.store.dead_letters import DeadLetterRepository
 from streams.store.deliveries import DeliveryRepository
@@ -54,6 +56,7 @@ class Store:
         self.deliveries = DeliveryRepository(self.db)
         self.clips = EventClipRepository(self.db)
         self.dead_letters = DeadLetterRepository(self.db)
+        self.api_keys = ApiKeyRepository(self.db)
 
     @classmethod
     def from_settings(cls, settings: DatabaseSettings | None = None) -> Store:

@@ -46,6 +46,12 @@ from pydantic import (
 )
 
 from streams.errors import ConfigurationError
+from streams.observability import (
+    WEBHOOK_ATTEMPT_SECONDS,
+    WEBHOOK_ATTEMPTS,
+    WEBHOOK_CIRCUIT_OPEN,
+    WEBHOOK_FAILED,
+)
 from streams.redaction import redact
 from streams.schemas import Alert
 from streams.store.errors import StoreUnavailableError
@@ -337,26 +343,35 @@ class WebhookDispatcher:
         """Enqueues ``alert`` and waits until each endpoint's delivery is final (which may
         take up to the retry horizon) -> each endpoint's outcome; SKIPPED where it was final
         before. A failing delivery log raises :class:`WebhookDeliveryError`."""
-        try:
-            await asyncio.to_thread(self.enqueue, alert)
-        except WebhookError:
-            raise
-        except Exception as exc:
-            raise WebhookDeliveryError(f"alert {alert.alert_id}: could not enqueue: "
-                                       f"{redact(str(exc))}") from exc
+        # The waiters exist before the row does: the running loop may claim and finish the
+        # delivery while this call is still reading the row back.
         loop = asyncio.get_running_loop()
         waits: dict[str, asyncio.Future[DeliveryOutcome]] = {}
-        outcomes: dict[str, DeliveryOutcome] = {}
+        fresh: list[Key] = []
         for ep in self.endpoints:
             key = (alert.alert_id, ep.name)
-            fut = self._waiters.get(key)
-            if fut is None:
-                row = await asyncio.to_thread(self.log.get, *key)
-                if row is not None and row.status != "pending":
-                    outcomes[ep.name] = DeliveryOutcome.SKIPPED
-                    continue
-                fut = self._waiters.setdefault(key, loop.create_future())
-            waits[ep.name] = fut
+            if key not in self._waiters:
+                self._waiters[key] = loop.create_future()
+                fresh.append(key)
+            waits[ep.name] = self._waiters[key]
+        try:
+            await asyncio.to_thread(self.enqueue, alert)
+        except Exception as exc:
+            error = exc if isinstance(exc, WebhookError) else WebhookDeliveryError(
+                f"alert {alert.alert_id}: could not enqueue: {redact(str(exc))}")
+            for key in fresh:
+                fut = self._waiters.get(key)
+                self._resolve(key, error)
+                if fut is not None and fut.done():
+                    fut.exception()  # raised below: no "never retrieved" noise
+            if error is exc:
+                raise
+            raise error from exc
+        for key in fresh:
+            row = await asyncio.to_thread(self.log.get, *key)
+            # Final, yet nobody here is sending it: it was final before this call.
+            if row is not None and row.status != "pending" and key not in self._sending:
+                self._resolve(key, DeliveryOutcome.SKIPPED)
         if waits:
             self.start()
             self.wake()
@@ -365,8 +380,8 @@ class WebhookDispatcher:
             errors = [r for r in done if isinstance(r, BaseException)]
             if errors:  # raised once every endpoint has its outcome
                 raise errors[0]
-            outcomes.update(zip(waits, done, strict=True))  # type: ignore[arg-type]
-        return {ep.name: outcomes[ep.name] for ep in self.endpoints}
+            return dict(zip(waits, done, strict=True))  # type: ignore[arg-type]
+        return {}
 
     @property
     def pending(self) -> int:
@@ -486,9 +501,14 @@ class WebhookDispatcher:
         alert_id, name, policy = row.alert_id, endpoint.name, self.policy
         attempt_no = row.attempts + 1
         attempt = await self._attempt(alert_id, row.payload, endpoint)
-        if self._circuits[name].record(attempt.ok, time.monotonic()):
+        circuit = self._circuits[name]
+        if circuit.record(attempt.ok, time.monotonic()):
             log.warning("webhook endpoint %s: %d failed attempts in a row; circuit open for "
-                        "%g s", name, self._circuits[name].failures, policy.breaker_cooldown_s)
+                        "%g s", name, circuit.failures, policy.breaker_cooldown_s)
+        WEBHOOK_ATTEMPTS.labels(name, "delivered" if attempt.ok else
+                                "retryable" if attempt.retryable else "permanent").inc()
+        WEBHOOK_ATTEMPT_SECONDS.labels(name).observe(attempt.duration_ms / 1000.0)
+        WEBHOOK_CIRCUIT_OPEN.labels(name).set(float(circuit.failures >= circuit.threshold))
         await asyncio.to_thread(
             self.log.record_attempt, alert_id, name, attempt_no,
             attempt.status, attempt.error, attempt.duration_ms,
@@ -521,6 +541,7 @@ class WebhookDispatcher:
         self, alert_id: str, endpoint: str, attempts: int, reason: str
     ) -> DeliveryOutcome:
         await asyncio.to_thread(self.log.mark_failed, alert_id, endpoint, reason)
+        WEBHOOK_FAILED.labels(endpoint).inc()
         log.warning("webhook alert %s -> %s: not delivered after %d attempt(s): %s",
                     alert_id, endpoint, attempts, reason)
         return DeliveryOutcome.FAILED

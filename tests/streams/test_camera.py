@@ -3,6 +3,7 @@ on a file that ends and on a live stream (MJPEG over HTTP) that drops."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -17,7 +18,8 @@ import numpy as np
 import pytest
 
 from streams.broker import EmbeddedBroker
-from streams.camera import CameraAgent, open_source
+from streams.camera import CameraAgent, load_replay, open_source
+from streams.errors import InputError
 from streams.readback import read_topic
 from streams.schemas import decode_frame_batch
 from streams.settings import CameraSettings
@@ -60,6 +62,38 @@ def test_file_source_is_published_in_ordered_batches(kafka_broker, clip_frames) 
     assert all(len(r.value) < 1_000_000 for r in records)
     captured = [f.captured_at for r in records for f in decode_frame_batch(r.value)[0].frames]
     assert captured == sorted(captured)
+
+
+def test_a_replayed_recording_is_sent_as_the_jpegs_it_is(kafka_broker, video_dir: Path,
+                                                           tmp_path: Path) -> None:
+    """The bench's replaying cameras: a video's frames are encoded once at load, a folder's
+    JPEGs are sent byte for byte, over and over."""
+    from_video = load_replay(video_dir / "single_face.mp4", max_frames=10)
+    assert len(from_video) == 10 and (from_video[0].width, from_video[0].height) == (640, 360)
+    # At 10 fps, every third frame of the 30 fps recording: it plays at its own speed.
+    assert len(load_replay(video_dir / "single_face.mp4", fps=10)) == 24
+    for i, frame in enumerate(from_video[:3]):
+        (tmp_path / f"{i:03d}.jpg").write_bytes(frame.jpeg)
+    (tmp_path / "notes.txt").write_text("not a frame")
+    replay = load_replay(tmp_path)
+    assert [f.jpeg for f in replay] == [f.jpeg for f in from_video[:3]]
+    agent = CameraAgent(kafka_broker.bootstrap, "cam-replay", "van-1", fps=30, batch=4)
+    stats = agent.run(itertools.cycle(replay), paced=False, max_frames=8)
+    assert stats.frames_sent == 8
+    records = [r for r in read_topic(kafka_broker.bootstrap, FRAMES.name)
+               if r.key == b"cam-replay"]
+    sent = [image for r in records for image in decode_frame_batch(r.value)[1]]
+    assert sent == [replay[i % 3].jpeg for i in range(8)]
+
+
+def test_a_replay_source_that_is_not_one_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no replay source"):
+        load_replay(tmp_path / "missing")
+    with pytest.raises(InputError, match="no frames to replay"):
+        load_replay(tmp_path)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(InputError, match=r"broken\.jpg is not a readable JPEG"):
+        load_replay(tmp_path)
 
 
 def test_a_scheme_source_is_the_injected_opener_paced_by_the_agent() -> None:
@@ -224,3 +258,52 @@ def test_a_live_stream_that_drops_reconnects_then_gives_up_nonzero(kafka_broker,
     records = read_topic(kafka_broker.bootstrap, FRAMES.name)
     assert seqs_of(records, "cam-drop") == list(range(35))
     assert len(sessions_of(records, "cam-drop")) == 1
+
+
+def test_vigil_camera_serves_its_counters_and_health(kafka_broker, video_dir: Path,
+                                                     tmp_path: Path) -> None:
+    """`vigil camera`'s side port, as Prometheus and a probe read it while it streams."""
+    import socket
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from streams.processes import start_child, stop_child
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = start_child([sys.executable, "-m", "vigil", "camera", "--source",
+                        str(video_dir / "single_face.mp4"), "--driver", "cam-metrics",
+                        "--vehicle", "van-6", "--fps", "5", "--bootstrap",
+                        kafka_broker.bootstrap], tmp_path / "camera.log",
+                       {**os.environ, "VIGIL_METRICS__PORT": str(port)})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        samples: dict[str, float] = {}
+        deadline = time.monotonic() + 90
+        while samples.get("vigil_camera_frames_sent_total", 0) < 8:
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "camera.log").read_text()[-2000:]
+            try:
+                with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
+                    text = response.read().decode()
+            except OSError:  # not listening yet
+                time.sleep(0.2)
+                continue
+            families = list(text_string_to_metric_families(text))
+            samples = {s.name: s.value for f in families for s in f.samples}
+            info = [s.labels for f in families for s in f.samples if s.name == "vigil_camera_info"]
+            time.sleep(0.2)
+        assert info == [{"driver": "cam-metrics", "vehicle": "van-6"}]
+        assert samples["vigil_camera_frames_captured_total"] >= 8
+        assert samples["vigil_camera_send_failures_total"] == 0
+        for path in ("/livez", "/readyz"):
+            with urllib.request.urlopen(base + path, timeout=5) as response:
+                assert response.status == 200 and b'"ok"' in response.read()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        stop_child(proc)
+    logged = [line for line in (tmp_path / "camera.log").read_text().splitlines()
+              if line.startswith("{")]  # not a terminal: JSON lines
+    assert any(f"metrics and health on http://127.0.0.1:{port}" in line for line in logged)

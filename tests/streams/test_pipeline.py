@@ -48,7 +48,7 @@ def test_drowsy_driver_alerts_reach_postgres_and_a_signed_webhook(
             for driver, profile in [("drowsy-1", "drowsy"), ("alert-1", "alert")]:
                 source, _ = open_source(f"sim:{profile}:3", fps=15, schemes=SOURCES)
                 agent = CameraAgent(broker.bootstrap, driver, "van-7", fps=15, batch=8)
-                cameras.append(threading.Thread(target=agent.run, args=(source, False, 15 * 75),
+                cameras.append(threading.Thread(target=agent.run, args=(source, False, 15 * 45),
                                                 kwargs={"nominal_times": True}))
             for c in cameras:
                 c.start()

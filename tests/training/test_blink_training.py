@@ -305,6 +305,12 @@ def test_tiny_training_writes_a_checkpoint_the_predictor_runs(
     assert {"accuracy", "precision", "recall", "f1", "auc"} <= set(metrics["validation"])
     roc = json.loads((tmp_path / "roc.json").read_text())
     assert roc["fpr"][0] == 0.0 and roc["tpr"][-1] == 1.0
+    # The card beside the checkpoint: its data, the licence nobody has stated yet, its
+    # validation figures, and how to measure it on the labelled real clips.
+    card = (tmp_path / "blink-card.md").read_text()
+    assert str(clip_tree) in card and "Licence: TO FILL IN" in card
+    assert f"| f1 | {metrics['validation']['f1']:.4g} |" in card
+    assert "VIGIL_SERVING__BLINK_CHECKPOINT=" in card and "vigil eval video" in card
     history = json.loads((tmp_path / "student-history.json").read_text())
     assert len(history["epochs"]) == 1 and "train_loss" in history["epochs"][0]
 

@@ -20,6 +20,12 @@ SECRET = "s3cret-t0ken"
     (["dashboard", "--port", "1"], "VIGIL_DASHBOARD__LOCKOUT_S", f"-{SECRET}"),
     (["camera", "--source", "sim:alert:1", "--driver", "d", "--vehicle", "v"],
      "VIGIL_CAMERA__JPEG_QUALITY", f"best-{SECRET}"),
+    (["camera", "--source", "sim:alert:1", "--driver", "d", "--vehicle", "v"],
+     "VIGIL_METRICS__PORT", f"port-{SECRET}"),
+    (["worker"], "VIGIL_METRICS__ENABLED", f"maybe-{SECRET}"),
+    (["aggregator"], "VIGIL_METRICS__PORT", "70000"),
+    (["dashboard", "--port", "1"], "VIGIL_METRICS__STALL_S", f"-{SECRET}"),
+    (["worker"], "VIGIL_LOG__FORMAT", f"xml-{SECRET}"),
 ])
 def test_a_bad_setting_stops_the_deployable_at_start_by_name(
     command: list[str], variable: str, value: str,

@@ -20,6 +20,7 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.eyestate import CROP_SIZE, SHIPPED_CHECKPOINT, normalise_crops
+from streams.observability import model_served
 from workers.face.crops import warp_crop
 from workers.face.engine import FaceDetection
 
@@ -135,4 +136,7 @@ class EyeStateEstimator:
 
 @functools.cache
 def _loaded(checkpoint: Path) -> EyeStateEstimator:
-    return EyeStateEstimator(checkpoint)
+    estimator = EyeStateEstimator(checkpoint)
+    model_served("eyestate", "shipped" if checkpoint == SHIPPED_CHECKPOINT
+                 else f"file:{checkpoint.name}")
+    return estimator

@@ -367,6 +367,34 @@ def test_the_same_alert_in_flight_twice_is_sent_once() -> None:
     assert len(received) == 2 and log.codes("ops") == [500, 200]
 
 
+class SlowSecondLookup(OutboxLog):
+    """An outbox whose second row lookup returns late, as a busy database's would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+
+    def get(self, alert_id: str, endpoint: str, /) -> Any:
+        self.lookups += 1
+        if self.lookups == 2:
+            time.sleep(0.5)  # the first call's delivery finishes meanwhile
+        return super().get(alert_id, endpoint)
+
+
+def test_a_second_call_whose_lookup_is_late_still_gets_the_outcome() -> None:
+    log, alert = SlowSecondLookup(), make_alert()
+
+    async def scenario() -> list[dict[str, DeliveryOutcome]]:
+        async with (
+            scripted_server([]) as (url, _),
+            WebhookDispatcher([endpoint(url, generate_secret())], log, FAST) as d,
+        ):
+            return list(await asyncio.gather(d.deliver(alert), d.deliver(alert)))
+
+    assert run(scenario()) == [{"ops": DeliveryOutcome.DELIVERED}] * 2
+    assert log.codes("ops") == [200]
+
+
 @pytest.mark.parametrize("status", [400, 404, 410, 302])
 def test_other_4xx_and_redirects_fail_at_once(status: int) -> None:
     log, alert = OutboxLog(), make_alert()
