@@ -34,7 +34,7 @@ import resource
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,14 @@ def stage_seconds(port: int) -> dict[str, float]:
     return seconds
 
 
+def _summed(parts: Iterable[dict[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for part in parts:
+        for key, value in part.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
 def _wait_for_observations(stack: LocalStack, expected: int, timeout_s: float) -> int:
     """Waits until the worker has published an observation per frame sent (or timeout)."""
     deadline = time.monotonic() + timeout_s
@@ -119,9 +127,11 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
                    batch: int = 2, warmup_s: float = 20.0,
                    log_dir: Path | None = None,
                    networks: Sequence[NetworkRole] = (),
-                   replay: Sequence[EncodedFrame] = ()) -> dict[str, Any]:
+                   replay: Sequence[EncodedFrame] = (), workers: int = 1) -> dict[str, Any]:
     """Runs the load and returns the figures (see the module docstring). ``replay``: frames
-    every camera sends over and over instead of the simulator's (:func:`load_replay`)."""
+    every camera sends over and over instead of the simulator's (:func:`load_replay`).
+    ``workers``: worker processes sharing the drivers (one consumer group); their CPU,
+    stages and memory are added up under ``worker``."""
     with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
         logs = log_dir or Path(tmp) / "logs"
         env = {"VIGIL_DATABASE__URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
@@ -129,16 +139,18 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
         if networks:
             env.update(serving_env(cost_checkpoints(Path(tmp), networks)))
         with LocalStack(logs, env) as stack:
-            stack.start_pipeline()
+            stack.start_pipeline(workers)
+            worker_names = [n for n in stack.metrics_ports if n.startswith("worker")]
             cams = [stack.start_camera(d, fps, batch, warmup_s + seconds, replay)
                     for d in bench_drivers(drivers)]
             measured_from = time.time() + warmup_s
             time.sleep(warmup_s)
-            pids = {"worker": stack.pid("worker"), "aggregator": stack.pid("aggregator")}
+            pids = {**{n: stack.pid(n) for n in worker_names},
+                    "aggregator": stack.pid("aggregator")}
             if stack.broker_pid is not None:
                 pids["broker"] = stack.broker_pid
             cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
-            stages0 = stage_seconds(stack.metrics_ports["worker"])
+            stages0 = _summed(stage_seconds(stack.metrics_ports[n]) for n in worker_names)
             self0 = resource.getrusage(resource.RUSAGE_SELF)
             stack.wait_cameras()
             self1 = resource.getrusage(resource.RUSAGE_SELF)  # before reading topics back
@@ -147,8 +159,8 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
             # A window closes and its alerts fire a tick after the last frame.
             time.sleep(3.0)
             cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
-            stages1 = stage_seconds(stack.metrics_ports["worker"])
-            worker_rss_mb = rss_mb(pids["worker"])
+            stages1 = _summed(stage_seconds(stack.metrics_ports[n]) for n in worker_names)
+            worker_rss_mb = sum(rss_mb(pids[n]) for n in worker_names)
             failed = stack.failed_children()
             frames = read_topic(stack.bootstrap, FRAMES.name)
             observations = read_topic(stack.bootstrap, OBSERVATIONS.name)
@@ -200,7 +212,8 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
     throughput = rate([o.processed_at for o in measured])
     p99_s = (_stats(stages["capture_to_observation"])["p99_ms"] or 0) / 1000
     camera_cpu = ((self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime))
-    cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
+    cpu = {"worker": sum(cpu1[n] - cpu0[n] for n in worker_names),
+           **{k: cpu1[k] - cpu0[k] for k in cpu0 if not k.startswith("worker")}}
     cpu["cameras_replaying" if replay else "cameras_and_simulator"] = camera_cpu
     offered = drivers * fps
     # Wall time in the worker's inference threads, per frame: decode, face, signals, and the
@@ -210,7 +223,8 @@ def bench_pipeline(drivers: int = 4, fps: float = 10.0, seconds: float = 60.0,
     if "batch" in stage_ms:
         stage_ms["other"] = stage_ms.pop("batch") - sum(stage_ms.values())
     return {
-        "drivers": drivers, "fps_per_driver": fps, "batch": batch, "seconds": seconds,
+        "drivers": drivers, "workers": workers, "fps_per_driver": fps, "batch": batch,
+        "seconds": seconds,
         "source": f"replay of {len(replay)} frames" if replay else "simulator",
         "warmup_s": warmup_s, "offered_fps": offered,
         "frames_sent": sent, "observations": observed, "lost": max(0, sent - observed),

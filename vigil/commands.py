@@ -73,7 +73,7 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
         for n in counts:
             result = bench_pipeline(n, args.fps, args.seconds, args.batch, args.warmup,
                                     Path(args.log_dir) if args.log_dir else None,
-                                    networks=served, replay=replay)
+                                    networks=served, replay=replay, workers=args.workers)
             results.append(result)
             if args.json:
                 emit(result)
@@ -87,8 +87,8 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
             emit({"largest_sustained_drivers": largest})
         else:
             for name, n in largest.items():
-                sys.stdout.write(f"networks {name}: one worker sustains {n} driver(s) at "
-                                 f"{args.fps:g} fps with 0 lost\n")
+                sys.stdout.write(f"networks {name}: {args.workers} worker process(es) sustain "
+                                 f"{n} driver(s) at {args.fps:g} fps with 0 lost\n")
     return 1 if any(r["failed_processes"] for r in results) else 0
 
 
@@ -97,6 +97,7 @@ def _write_pipeline(result: dict[str, Any]) -> None:
     served = ", ".join(result["networks"]) or "none"
     sys.stdout.write(
         f"{result['drivers']} drivers x {result['fps_per_driver']:g} fps ({result['source']}) "
+        f"on {result['workers']} worker process(es) "
         f"(offered {result['offered_fps']:g} frames/s, captured {result['captured_fps']:.1f}, "
         f"batches of {result['batch']}), networks: {served}: "
         f"{result['throughput_fps']:.1f} frames/s end to end, "
@@ -200,6 +201,8 @@ def register(sub: Subparsers) -> None:
             parent=bench_sub)
     p.add_argument("--drivers", default="4", help="driver count, or comma-separated counts "
                    "run in turn until one is not sustained (the largest sustained is reported)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the "
+                   "drivers as one consumer group (default 1)")
     p.add_argument("--source", metavar="FILE_OR_DIR", help="replay this video's frames or "
                    "this folder's JPEGs (encoded once, sent as they are) instead of simulating "
                    "the cameras: almost no camera CPU, so the worker's capacity shows")

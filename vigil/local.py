@@ -119,13 +119,15 @@ class LocalStack:
         debug = ["--debug"] if self.debug else []
         return self.spawn(name, [sys.executable, "-m", "vigil", *debug, *args], env)
 
-    def start_pipeline(self) -> None:
-        """The inference worker and the aggregator (with its store and webhook sinks), each
-        with its metrics and health endpoints on a free port (:attr:`metrics_ports`)."""
-        for service in ("worker", "aggregator"):
-            self.metrics_ports[service] = free_port()
-            self.spawn_vigil(service, service, "--bootstrap", self.bootstrap,
-                             env={"VIGIL_METRICS__PORT": str(self.metrics_ports[service])})
+    def start_pipeline(self, workers: int = 1) -> None:
+        """``workers`` inference workers (one consumer group: ``worker``, ``worker-1``, ...)
+        and the aggregator (with its store and webhook sinks), each with its metrics and
+        health endpoints on a free port (:attr:`metrics_ports`, by name)."""
+        names = [("worker" if i == 0 else f"worker-{i}", "worker") for i in range(workers)]
+        for name, service in [*names, ("aggregator", "aggregator")]:
+            self.metrics_ports[name] = free_port()
+            self.spawn_vigil(name, service, "--bootstrap", self.bootstrap,
+                             env={"VIGIL_METRICS__PORT": str(self.metrics_ports[name])})
 
     def start_camera(self, driver: SimDriver, fps: float, batch: int,
                      seconds: float | None = None,
