@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,3 +130,16 @@ def blink(t: float, features: tuple[float, float, float, float], kind: str = "bl
 def random_features(rng: np.random.Generator) -> tuple[float, float, float, float]:
     return (float(rng.uniform(10, 20)), float(rng.uniform(0.5, 0.9)),
             float(rng.uniform(0.1, 0.3)), float(rng.uniform(3, 6)))
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int | None, str]:
+    """(status, body) of a GET, also for an HTTP error's status; (None, why) while nothing
+    answers at ``url`` yet."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except (urllib.error.URLError, OSError) as exc:
+        return None, str(exc)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from api_helpers import Seeded, seed
-from stream_helpers import spawn
+from stream_helpers import http_get, spawn
 
 from streams.processes import free_port, stop_child
 from streams.store import Store
@@ -53,15 +51,6 @@ def test_keys_are_created_listed_and_revoked_from_the_command_line(
     assert main(["api", "keys", "create", "two words"]) == 2
 
 
-def _get(url: str, key: str | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers={"X-API-Key": key} if key else {})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 def test_vigil_api_serves_authenticated_requests(
     pg_schema_url: str, tmp_path: Path
 ) -> None:
@@ -78,18 +67,15 @@ def test_vigil_api_serves_authenticated_requests(
         while True:
             assert proc.poll() is None, f"vigil api exited: {log.read_text()}"
             assert time.monotonic() < deadline, f"vigil api never answered: {log.read_text()}"
-            try:
-                if _get(base + "/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass  # not listening yet
+            if http_get(base + "/readyz")[0] == 200:  # None: not listening yet
+                break
             time.sleep(0.2)
-        assert _get(base + "/v1/fleet")[0] == 401
-        status, body = _get(base + "/v1/fleet", key)
+        assert http_get(base + "/v1/fleet")[0] == 401
+        status, body = http_get(base + "/v1/fleet", {"X-API-Key": key})
         assert status == 200
         assert {d["driver_id"] for d in json.loads(body)["drivers"]} == {
             "d-ana", "d-ben", "d-cat"}
-        status, body = _get(f"{base}/v1/alerts/{seeded.drowsy_alert}", key)
+        status, body = http_get(f"{base}/v1/alerts/{seeded.drowsy_alert}", {"X-API-Key": key})
         assert status == 200 and json.loads(body)["reason"] == "drowsiness"
     finally:
         stop_child(proc)

@@ -18,14 +18,11 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
 import time
 import typing
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -34,8 +31,10 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from stream_helpers import http_get
 
 from streams.observability import DEFAULT_PORTS
+from streams.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -391,25 +390,11 @@ def test_the_entrypoint_migrates_the_database(pg_schema_url: str) -> None:
     assert after.returncode == 0, after.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_the_entrypoint_runs_the_read_api_until_sigterm(pg_schema_url: str,
                                                         tmp_path: Path) -> None:
     """`api` as a container runs it: the secret from a file, 0.0.0.0, the process exec'd (so
     SIGTERM reaches uvicorn and it stops cleanly), and the image's health check agreeing."""
-    port = free_port()
+    port = free_port("0.0.0.0")
     # the test server trusts its clients: the password is never checked, only never shown
     url = pg_schema_url.replace("://postgres@", "://postgres:s3cr3t-Pa55@", 1)
     assert "s3cr3t-Pa55" in url
@@ -425,16 +410,13 @@ def test_the_entrypoint_runs_the_read_api_until_sigterm(pg_schema_url: str,
         deadline = time.monotonic() + 180  # a bound for a hung start, not a timing check
         while True:
             assert proc.poll() is None, f"vigil api exited {proc.returncode}:\n{log.read_text()}"
-            try:
-                status, body = get(f"http://127.0.0.1:{port}/healthz")
-                if status == 200:
-                    break
-            except OSError:
-                pass
+            status, body = http_get(f"http://127.0.0.1:{port}/healthz")
+            if status == 200:
+                break
             assert time.monotonic() < deadline, f"/healthz never answered:\n{log.read_text()}"
             time.sleep(0.5)
         assert json.loads(body)["status"] == "ok"
-        status, body = get(f"http://127.0.0.1:{port}/readyz")
+        status, body = http_get(f"http://127.0.0.1:{port}/readyz")
         assert status == 200 and json.loads(body)["status"] == "ready", body
         argv = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
         assert Path(argv[1].decode()).name == "vigil" and b"api" in argv, argv  # exec'd

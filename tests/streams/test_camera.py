@@ -263,16 +263,13 @@ def test_a_live_stream_that_drops_reconnects_then_gives_up_nonzero(kafka_broker,
 def test_vigil_camera_serves_its_counters_and_health(kafka_broker, video_dir: Path,
                                                      tmp_path: Path) -> None:
     """`vigil camera`'s side port, as Prometheus and a probe read it while it streams."""
-    import socket
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    from streams.processes import start_child, stop_child
+    from streams.processes import free_port, start_child, stop_child
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = start_child([sys.executable, "-m", "vigil", "camera", "--source",
                         str(video_dir / "single_face.mp4"), "--driver", "cam-metrics",
                         "--vehicle", "van-6", "--fps", "5", "--bootstrap",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -21,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stream_helpers import spawn
+from stream_helpers import http_get, spawn
 
 from streams.broker import EmbeddedBroker
 from streams.camera import CameraAgent, open_source
-from streams.processes import start_child, stop_child
+from streams.processes import free_port, start_child, stop_child
 from streams.webhooks.receiver import BackgroundReceiver
 from streams.webhooks.signing import generate_secret
 from vigil.sources import SOURCES
@@ -33,22 +32,6 @@ from vigil.sources import SOURCES
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 FPS, FRAMES, DRIVER = 15, 180, "cam-drowsy"  # 12 s; seed 3's first microsleep is at 8.5 s
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_get(url: str) -> tuple[int | None, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except (urllib.error.URLError, OSError) as exc:
-        return None, str(exc)
 
 
 class Prometheus:

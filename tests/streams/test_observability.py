@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from stream_helpers import http_get
 
 from streams.observability import (
     DEFAULT_PORTS,
@@ -41,14 +40,6 @@ class Clock:
         return self.t
 
 
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_readiness_over_http_says_which_check_fails_and_liveness_ignores_readiness() -> None:
     clock = Clock()
     beat = Heartbeat(stall_s=30, clock=clock, startup_s=300)
@@ -67,33 +58,34 @@ def test_readiness_over_http_says_which_check_fails_and_liveness_ignores_readine
     health.live("event_loop", beat.check)
     health.ready("store", ping)
     with ObservabilityServer(health, port=0) as server:
-        status, body = get(server.url + "/readyz")
+        status, body = http_get(server.url + "/readyz")
         assert status == 503
         checks = json.loads(body)["checks"]
         assert checks["event_loop"] == "ok"
         assert checks["store"].startswith("StoreUnavailableError: database unavailable")
         assert "pw@" not in body  # redacted
-        assert get(server.url + "/livez")[0] == 200  # a database outage is no reason to restart
+        # A database outage is no reason to restart.
+        assert http_get(server.url + "/livez")[0] == 200
 
         database_down[0] = False
-        assert get(server.url + "/readyz") == (200, json.dumps(
+        assert http_get(server.url + "/readyz") == (200, json.dumps(
             {"status": "ok", "checks": {"event_loop": "ok", "store": "ok"}}))
 
         clock.t += 31  # the event loop stopped beating
-        status, body = get(server.url + "/livez")
+        status, body = http_get(server.url + "/livez")
         assert status == 503 and "event loop unresponsive" in json.loads(body)["checks"][
             "event_loop"]
-        assert get(server.url + "/readyz")[0] == 503  # not live: not ready either
+        assert http_get(server.url + "/readyz")[0] == 503  # not live: not ready either
         beat.beat()
-        assert get(server.url + "/livez")[0] == 200
-        assert get(server.url + "/nope")[0] == 404
+        assert http_get(server.url + "/livez")[0] == 200
+        assert http_get(server.url + "/nope")[0] == 404
 
 
 def test_each_service_serves_its_own_metrics_and_the_process_metrics() -> None:
     served = {}
     for service in ("worker", "aggregator"):
         with ObservabilityServer(Health(service), port=0) as server:
-            status, body = get(server.url + "/metrics")
+            status, body = http_get(server.url + "/metrics")
         assert status == 200
         served[service] = {f.name for f in text_string_to_metric_families(body)}
     shared = {"vigil_consumer_lag", "vigil_ready", "process_resident_memory_bytes"}
@@ -114,7 +106,7 @@ def test_start_observability_logs_the_port_it_picked_and_survives_a_taken_port(
     assert first is not None
     try:
         assert f"metrics and health on http://127.0.0.1:{first.port}" in caplog.text
-        assert get(first.url + "/livez")[0] == 200
+        assert http_get(first.url + "/livez")[0] == 200
         # Another process holds the port: the service runs on without its endpoints.
         assert start_observability(health, MetricsSettings(port=first.port)) is None
         assert "VIGIL_METRICS__PORT" in caplog.text
