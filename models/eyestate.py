@@ -17,12 +17,15 @@ Two outputs per crop:
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from models.predictor import to_channels_last
 from models.registry import register_model
 
 NAME = "eyestate"
@@ -62,6 +65,29 @@ class EyeStateNet(nn.Module):
         f = self.features(crops)
         pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
         return self.head(self.dropout(pooled))
+
+
+def for_inference(model: EyeStateNet) -> EyeStateNet:
+    """An eval-mode copy for serving: each batch norm folded into the convolution before it,
+    and the weights channels-last (feed it channels-last crops). The same outputs to float
+    rounding, in under half the CPU time of the trained layout (one tiny forward a frame is
+    mostly per-layer overhead, and channels-last takes oneDNN's fast path)."""
+
+    def fold(seq: nn.Sequential) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        for layer in seq:
+            if isinstance(layer, nn.Sequential):
+                layers.append(fold(layer))
+            elif isinstance(layer, nn.BatchNorm2d) and isinstance(conv := layers[-1], nn.Conv2d):
+                layers[-1] = fuse_conv_bn_eval(conv, layer)
+            else:
+                layers.append(layer)
+        return nn.Sequential(*layers)
+
+    served = copy.deepcopy(model).eval()
+    served.features = fold(served.features)
+    to_channels_last(served)
+    return served
 
 
 def eyestate_loss(logits: torch.Tensor, closure: torch.Tensor, visible: torch.Tensor

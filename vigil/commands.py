@@ -103,6 +103,10 @@ def _write_pipeline(result: dict[str, Any]) -> None:
         f"{result['throughput_fps']:.1f} frames/s end to end, "
         f"sustained: {result['sustained']}, "
         f"lost {result['lost']} of {result['frames_sent']}\n")
+    if result["dead_letters"] or result["duplicate_observations"] or result["lost"]:
+        sys.stdout.write(f"  lost before the frames topic {result['lost_before_topic']}, "
+                         f"dead letters {result['dead_letters']}, "
+                         f"duplicate observations {result['duplicate_observations']}\n")
     for stage, st in lat.items():
         sys.stdout.write(f"  {stage:34s} p50 {fmt(st['p50_ms'])} ms  p99 {fmt(st['p99_ms'])} ms"
                          f"  max {fmt(st['max_ms'])} ms  (n={st['n']})\n")

@@ -1,10 +1,12 @@
-"""The eye-state network's loss and input normalisation."""
+"""The eye-state network's loss, input normalisation and serving copy."""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from models.eyestate import eyestate_loss, normalise_crops
+from models.checkpoint import load_checkpoint
+from models.eyestate import SHIPPED_CHECKPOINT, eyestate_loss, for_inference, normalise_crops
 
 
 def test_an_occluded_eye_teaches_visibility_but_no_closure() -> None:
@@ -27,3 +29,16 @@ def test_crops_are_normalised_one_by_one_and_a_flat_crop_stays_flat() -> None:
     assert out[0].mean().abs() < 1e-5 and (out[0].std() - 1).abs() < 1e-3
     # ... and a black crop is zeros, not amplified noise.
     assert out[2].abs().max() == 0
+
+
+def test_the_serving_copy_reads_every_crop_as_the_trained_network_does() -> None:
+    trained, _ = load_checkpoint(SHIPPED_CHECKPOINT)
+    served = for_inference(trained)  # type: ignore[arg-type]
+    crops = normalise_crops(torch.rand(64, 1, 32, 48))
+    with torch.inference_mode():
+        expected = trained(crops)
+        got = served(crops.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(got, expected, atol=1e-4)
+    # Folded, not merely copied; and the trained network is left as it was.
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in served.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in trained.modules())

@@ -19,7 +19,14 @@ import numpy as np
 import torch
 
 from models.checkpoint import load_checkpoint
-from models.eyestate import CROP_SIZE, SHIPPED_CHECKPOINT, normalise_crops
+from models.eyestate import (
+    CROP_SIZE,
+    SHIPPED_CHECKPOINT,
+    EyeStateNet,
+    for_inference,
+    normalise_crops,
+)
+from models.registry import ModelError
 from streams.observability import model_served
 from workers.face.crops import warp_crop
 from workers.face.engine import FaceDetection
@@ -110,7 +117,11 @@ class EyeStateEstimator:
 
     def __init__(self, checkpoint: Path | None = None) -> None:
         self.checkpoint = checkpoint or SHIPPED_CHECKPOINT
-        self.model, _ = load_checkpoint(self.checkpoint)
+        trained, _ = load_checkpoint(self.checkpoint)
+        if not isinstance(trained, EyeStateNet):
+            raise ModelError(f"{self.checkpoint} holds a {type(trained).__name__}, not the "
+                             "eye-state network")
+        self.model = for_inference(trained)
 
     @classmethod
     def shipped(cls) -> EyeStateEstimator:
@@ -130,7 +141,7 @@ class EyeStateEstimator:
     def from_crops(self, crops: np.ndarray) -> EyeState:
         """crops: (2, H, W) uint8 grey."""
         x = normalise_crops(torch.from_numpy(crops).float().unsqueeze(1) / 255.0)
-        p = torch.sigmoid(self.model(x)).numpy()
+        p = torch.sigmoid(self.model(x.contiguous(memory_format=torch.channels_last))).numpy()
         return EyeState((float(p[0, 0]), float(p[1, 0])), (float(p[0, 1]), float(p[1, 1])))
 
 
