@@ -9,12 +9,16 @@
     GET  /v1/export/alerts                   ?format=csv|parquet, the alert filters
     GET  /v1/export/drivers/{driver_id}/series
     GET  /healthz, /readyz                   liveness; readiness (the database answers)
+    GET  /metrics                            Prometheus text format: the API's own metrics
     GET  /openapi.json, /docs                the OpenAPI document and its browser
 
 It reads and acts through the same functions as the dashboard (:mod:`dashboard.queries`:
 the fleet's statuses, evidence summaries, acknowledging and flagging), so both say and do the
 same. Every ``/v1`` route needs an API key (:mod:`api.auth`); an action is recorded under
-the key's name as ``api:NAME``.
+the key's name as ``api:NAME``. ``/healthz``, ``/readyz`` and ``/metrics`` need none (keep the
+port off the public internet, or block ``/metrics`` at the ingress): ``/metrics`` shows the
+``api`` service's families of :mod:`streams.observability` (requests by route template,
+method and status; their latency; readiness; the process).
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import export
 from api.auth import read_key, store_of, write_key
@@ -51,6 +56,16 @@ from api.settings import ApiSettings
 from dashboard.queries import apply_action, evidence_summary, fleet_status, status_counts
 from dashboard.settings import DashboardSettings
 from streams.errors import InputError
+from streams.observability import (
+    API_REQUEST_SECONDS,
+    API_REQUESTS,
+    BUILD_INFO,
+    READY,
+    ServiceMetrics,
+    cached,
+    vigil_version,
+)
+from streams.observability import Health as ServiceHealth
 from streams.schemas import AlertReason, Severity
 from streams.settings import load_settings
 from streams.store import (
@@ -64,6 +79,9 @@ from streams.store import (
 
 log = logging.getLogger(__name__)
 
+SERVICE = "api"  # the service name of its metrics (streams.observability.SERVICES_OF)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+READY_TTL_S = 5.0  # a scrape reads readiness from the database at most this often
 EXPORT_CHUNK = 1000  # rows per database read (and per Parquet row group) of an export
 DEFAULT_PAGE = 100
 
@@ -131,6 +149,7 @@ def create_app(store: Store, settings: ApiSettings | None = None,
     )
     app.state.store = store
     _handle_errors(app)
+    _measure(app, store)
     max_page = settings.max_page_size
 
     # --- alerts ----------------------------------------------------------------------------
@@ -265,7 +284,47 @@ def create_app(store: Store, settings: ApiSettings | None = None,
         """Readiness: the database answers and its schema is current."""
         return Health(status="ready", schema_revision=store.check_migrated())
 
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus text format (a plain def: FastAPI runs it on a worker thread, so the
+        readiness check's database round trip never blocks the event loop)."""
+        return Response(generate_latest(ServiceMetrics(SERVICE)),
+                        media_type=CONTENT_TYPE_LATEST)
+
     return app
+
+
+def _measure(app: FastAPI, store: Store) -> None:
+    """Counts and times every request by route template (never the raw path, so ids do not
+    become label values), and sets ``vigil_ready`` and ``vigil_build_info`` for the API."""
+    BUILD_INFO.labels(SERVICE, vigil_version()).set(1)
+    health = ServiceHealth(SERVICE)
+
+    def database() -> str | None:
+        try:
+            store.check_migrated()
+        except (StoreUnavailableError, StoreNotMigratedError) as exc:
+            return str(exc)  # an answer, so cached too: an outage costs one try per TTL
+        return None
+
+    health.ready("database", cached(database, READY_TTL_S))
+    READY.set_function(lambda: float(health.is_ready().ok))
+
+    @app.middleware("http")
+    async def measure(request: Request,
+                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        code = status.HTTP_500_INTERNAL_SERVER_ERROR  # unless a response comes back
+        try:
+            response = await call_next(request)
+            code = response.status_code
+            return response
+        finally:
+            # the router put the matched route in the scope (none: no route has the path)
+            route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+            method = request.method if request.method in METHODS else "other"
+            API_REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - start)
+            API_REQUESTS.labels(route, method, str(code)).inc()
 
 
 def _handle_errors(app: FastAPI) -> None:

@@ -98,7 +98,7 @@ def describe_partitions(tps: Any) -> str:
                      for topic, ps in sorted(by_topic.items())) or "-"
 
 
-def _kafka_of(app: faust.App) -> KafkaSettings:
+def kafka_of(app: faust.App) -> KafkaSettings:
     kafka = getattr(app, "vigil_kafka", None)
     return kafka if isinstance(kafka, KafkaSettings) else KafkaSettings()
 
@@ -108,7 +108,7 @@ def bind_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
     module decodes them, so bad messages reach the dead-letter path instead of crashing).
     Declared, if missing, with the app's partitions (driver-keyed topics), replication and
     ``min.insync.replicas``."""
-    kafka = _kafka_of(app)
+    kafka = kafka_of(app)
     return app.topic(
         spec.name, partitions=spec.partition_count(kafka.partitions), key_serializer="raw",
         value_serializer="raw", retention=spec.retention_ms / 1000.0,
@@ -119,7 +119,7 @@ def bind_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
 def bind_table(app: faust.App, name: str, source: TopicSpec, default: Any = None) -> TableT:
     """A table keyed like ``source``: its changelog has ``source``'s partition count (Faust
     requires it) and the app's replication and ``min.insync.replicas``."""
-    kafka = _kafka_of(app)
+    kafka = kafka_of(app)
     return app.Table(name, default=default, partitions=source.partition_count(kafka.partitions),
                      extra_topic_configs=topic_configs(kafka))
 

@@ -13,6 +13,8 @@
   while the event loop is busy (and ``/livez`` says that it is).
 - :class:`FaustProbe`: a Faust app's readiness (it joined its consumer group and the
   rebalance finished), event-loop heartbeat and consumer lag per topic-partition.
+- The read API (service ``api``) has no side port: it serves its own families
+  (:class:`ServiceMetrics`) at ``/metrics`` of its HTTP port (:mod:`api.app`).
 
 Settings: :class:`MetricsSettings` (``VIGIL_METRICS__ENABLED``, ``HOST``, ``PORT``; each
 service has its own default port, :data:`DEFAULT_PORTS`; port 0 picks a free one, logged).
@@ -91,9 +93,10 @@ GCCollector(registry=REGISTRY)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0, 30.0)
 
-ALL = frozenset(DEFAULT_PORTS)
+# The read API serves /metrics on its own HTTP port (VIGIL_API__PORT), not on a side port.
+ALL = frozenset({*DEFAULT_PORTS, "api"})
 STREAM = frozenset({"worker", "aggregator"})  # the Faust services
-WORKER, AGGREGATOR = frozenset({"worker"}), frozenset({"aggregator"})
+WORKER, AGGREGATOR, API = frozenset({"worker"}), frozenset({"aggregator"}), frozenset({"api"})
 # metric family (without a counter's _total) -> the services that export it; /metrics of a
 # service shows only its own, so no service reports another's metrics as zeros.
 SERVICES_OF: dict[str, frozenset[str]] = {}
@@ -191,6 +194,16 @@ WEBHOOK_OLDEST = _declare(Gauge, "vigil_webhook_outbox_oldest_pending_age_second
                           "Age of the oldest pending webhook delivery (0 when none)",
                           AGGREGATOR)
 
+# the read API (route: the route's template, e.g. /v1/alerts/{alert_id}, so ids never become
+# label values; "unmatched" for a path no route has)
+API_REQUESTS = _declare(Counter, "vigil_api_requests_total",
+                        "Read-API requests by route template, method and response status",
+                        API, ["route", "method", "status"])
+API_REQUEST_SECONDS = _latency("vigil_api_request_seconds",
+                               "Seconds per read-API request, until the response starts (an "
+                               "export's streamed body is not included)", API,
+                               ["route", "method"])
+
 
 class ServiceMetrics:
     """What one service's ``/metrics`` shows: the process metrics and its own Vigil metrics
@@ -243,9 +256,10 @@ class DriverSilence(Collector):
         self._last: dict[str, tuple[float, int | None]] = {}
         self._lock = threading.Lock()
 
-    def seen(self, driver: str, partition: int | None = None) -> None:
+    def seen(self, driver: str, partition: int | None = None, age_s: float = 0.0) -> None:
+        """The driver's observation arrived ``age_s`` ago (0: now)."""
         with self._lock:
-            self._last[driver] = (self.clock(), partition)
+            self._last[driver] = (self.clock() - age_s, partition)
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)

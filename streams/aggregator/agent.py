@@ -4,6 +4,9 @@ Thin over :class:`DriverAggregator`: per driver, observe each observation, send 
 and save the aggregator's state in a Faust table (its changelog topic restores it after a
 restart); a 1 s timer closes windows and notices silent cameras. Processing is at-least-once:
 a replay after a crash re-emits the same alert ids and window keys, which the sinks dedupe.
+A driver whose camera sends nothing after its partition came here (it fell silent under the
+previous holder, or just before a restart) is restored from the table once a camera's silence
+would show, and its silence reported from its last frame.
 
 An observation is dead-lettered, never fed on, when it does not decode, its key is not its
 driver, or its capture times are out of the tolerance of its broker timestamp
@@ -21,11 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from kafka.partitioner.default import murmur2
 
 from streams.aggregator.clock import CaptureClock
+from streams.aggregator.config import AggregatorConfig
 from streams.aggregator.driver import DriverAggregator
 from streams.aggregator.drowsiness import MODEL_NAME, ServedDrowsinessModel
-from streams.app import bind_table, bind_topic, create_app, set_aside
+from streams.app import bind_table, bind_topic, create_app, kafka_of, set_aside
 from streams.errors import InputError
 from streams.event_clips import ClipSettings
 from streams.logs import log_context, stream_position
@@ -107,29 +112,74 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
     model_served(MODEL_NAME, drowsiness.version)
     clocks: dict[str, CaptureClock] = {}
 
+    def restored(driver_id: str, saved: Any, now: float) -> DriverAggregator | None:
+        """The driver's aggregator from its saved state, or None where there is none, it is
+        unusable, or it ends after ``now`` (epoch seconds) by more than records may."""
+        if not saved:
+            return None
+        try:
+            agg = DriverAggregator.from_state(saved, estimator=drowsiness)
+        except InputError as exc:
+            log.warning("driver %s: saved state unusable, starting afresh: %s", driver_id, exc)
+            return None
+        last = agg.last_observation_at
+        if last is not None and last > now + records.max_ahead_s:
+            # Saved by a version that let a far-future record in: it would ignore every real
+            # frame until then.
+            log.warning("driver %s: saved state ends %.0f s in the future; starting afresh",
+                        driver_id, last - now)
+            return None
+        return agg
+
     def aggregator_for(obs: Observation, broker_time: float | None) -> DriverAggregator:
         agg = aggregators.get(obs.driver_id)
         if agg is None:
-            saved = state_table.get(obs.driver_id)
-            agg = DriverAggregator(obs.driver_id, obs.vehicle_id, estimator=drowsiness)
-            restored = None
-            if saved:
-                try:
-                    restored = DriverAggregator.from_state(saved, estimator=drowsiness)
-                except InputError as exc:
-                    log.warning("driver %s: saved state unusable, starting afresh: %s",
-                                obs.driver_id, exc)
-            last = None if restored is None else restored.last_observation_at
-            if broker_time and last is not None and last > broker_time + records.max_ahead_s:
-                # Saved by a version that let a far-future record in: it would ignore every
-                # real frame until then.
-                log.warning("driver %s: saved state ends %.0f s in the future; starting afresh",
-                            obs.driver_id, last - broker_time)
-            elif restored is not None:
-                agg = restored
+            agg = (restored(obs.driver_id, state_table.get(obs.driver_id),
+                            broker_time or time.time())
+                   or DriverAggregator(obs.driver_id, obs.vehicle_id, estimator=drowsiness))
             aggregators[obs.driver_id] = agg
             clocks[obs.driver_id] = CaptureClock()
+            resuming.pop(obs.driver_id, None)
         return agg
+
+    held: set[int] = set()  # the observations' partitions this aggregator holds
+    partitions = OBSERVATIONS.partition_count(kafka_of(app).partitions)
+    # Drivers with saved state on the partitions held and no frame since they came here ->
+    # when they count as silent (monotonic): a camera's silence that began under the previous
+    # holder (or before a restart) is still reported, and a camera that streams on has that
+    # long to show it in the partition's backlog.
+    resuming: dict[str, float] = {}
+
+    def partition_for(driver_id: str) -> int:
+        return (murmur2(driver_id.encode()) & 0x7FFFFFFF) % partitions
+
+    def note_resumable() -> None:
+        grace = time.monotonic() + AggregatorConfig().camera_silence_s
+        resuming.clear()
+        resuming.update({d: grace for d in list(state_table.keys())
+                         if d not in aggregators and partition_for(d) in held})
+
+    def resume_silent_drivers() -> None:
+        """Drivers that still sent nothing when their grace ran out: restored from the table
+        and ticked on the wall clock from their last frame, as if the aggregator that saw it
+        had lived. What it had raised already comes again with the same ids, and the sinks
+        keep one of each. State older than records may be (``max_behind_s``) is left: no frame
+        could continue it."""
+        now, mono = time.time(), time.monotonic()
+        for driver_id in [d for d, due in resuming.items() if due <= mono]:
+            del resuming[driver_id]
+            agg = restored(driver_id, state_table.get(driver_id), now)
+            last = None if agg is None else agg.last_observation_at
+            if agg is None or last is None or now - last > records.max_behind_s:
+                continue
+            silent_for = max(now - last, 0.0)
+            aggregators[driver_id] = agg
+            clocks[driver_id] = CaptureClock()
+            clocks[driver_id].seen(last, mono - silent_for)
+            partition_of[driver_id] = partition_for(driver_id)
+            DRIVER_SILENCE.seen(driver_id, partition_of[driver_id], age_s=silent_for)
+            log.info("driver %s: resumed from the table, silent for %.1f s", driver_id,
+                     silent_for, extra={"driver": driver_id})
 
     async def publish(windows: list[WindowMetrics], alerts: list[Alert]) -> None:
         for w in windows:
@@ -177,6 +227,7 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
 
     @app.timer(TICK_S)
     async def tick() -> None:
+        resume_silent_drivers()
         for driver_id, agg in list(aggregators.items()):
             clock = clocks.get(driver_id)  # None: revoked while an earlier one was published
             now = None if clock is None else clock.now(time.monotonic())
@@ -211,7 +262,18 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
             aggregators.pop(driver_id, None)
             clocks.pop(driver_id, None)
             del partition_of[driver_id]
+        for driver_id in [d for d in resuming if partition_for(d) in gone]:
+            del resuming[driver_id]
+
+    async def note_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        held.clear()
+        held.update(tp.partition for tp in assigned if tp.topic == OBSERVATIONS.name)
+
+    async def resume_after_recovery(sender: Any, **_: Any) -> None:
+        note_resumable()  # the table holds the partitions' state only once recovered
 
     app.on_partitions_revoked.connect(forget_revoked)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(note_assigned)  # type: ignore[arg-type]
+    app.on_rebalance_complete.connect(resume_after_recovery)  # type: ignore[arg-type]
     close_sinks = register_sinks(app, store, webhooks or load_settings(WebhookSettings), clips)
     return app, close_sinks

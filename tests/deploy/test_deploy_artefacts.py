@@ -275,14 +275,16 @@ def test_compose_prometheus_scrapes_every_replica_at_the_default_ports() -> None
     by_role: dict[str, list[str]] = {}
     for name, service in vigil_services().items():
         by_role.setdefault(role(service), []).append(name)
+    ports = {**DEFAULT_PORTS, "api": api_port()}  # the API's /metrics is on its own port
+    assert "vigil-api" in jobs
     for job_name, job in jobs.items():
         service_role = job_name.removeprefix("vigil-")
         (sd,) = job["dns_sd_configs"]
-        assert sd["port"] == DEFAULT_PORTS[service_role], job_name
+        assert sd["port"] == ports[service_role], job_name
         assert sorted(sd["names"]) == sorted(by_role[service_role]), job_name
     for job in plain["scrape_configs"]:
         (target,) = job["static_configs"][0]["targets"]
-        assert int(target.rsplit(":", 1)[1]) == DEFAULT_PORTS[job["job_name"][len("vigil-"):]]
+        assert int(target.rsplit(":", 1)[1]) == ports[job["job_name"][len("vigil-"):]]
 
 
 def test_the_compose_prometheus_config_passes_promtool() -> None:

@@ -31,9 +31,10 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- printf "%s:%s" $repo $tag -}}
 {{- end -}}
 
-{{/* The default metrics port of each service (streams.observability.DEFAULT_PORTS). */}}
+{{/* The default metrics port of each service (streams.observability.DEFAULT_PORTS; the read
+API serves /metrics on its own HTTP port, VIGIL_API__PORT). */}}
 {{- define "vigil.metricsPort" -}}
-{{- get (dict "worker" 9101 "worker-gpu" 9101 "aggregator" 9102 "dashboard" 9104) . -}}
+{{- get (dict "worker" 9101 "worker-gpu" 9101 "aggregator" 9102 "dashboard" 9104 "api" 8600) . -}}
 {{- end -}}
 
 {{/*
