@@ -5,7 +5,7 @@
     POST /v1/alerts/{alert_id}/acknowledge   write scope
     POST /v1/alerts/{alert_id}/flag          write scope; body {"label", "note"}
     GET  /v1/fleet                           every driver's current state (the fleet page)
-    GET  /v1/drivers/{driver_id}/series      a driver's window metrics
+    GET  /v1/drivers/{driver_id}/series      a driver's window metrics, keyset pages (cursor)
     GET  /v1/export/alerts                   ?format=csv|parquet, the alert filters
     GET  /v1/export/drivers/{driver_id}/series
     GET  /healthz, /readyz                   liveness; readiness (the database answers)
@@ -37,7 +37,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import export
 from api.auth import read_key, store_of, write_key
-from api.cursor import decode_cursor, encode_cursor
+from api.cursor import CursorError, decode_cursor, encode_cursor
 from api.schemas import (
     ActionOut,
     AlertOut,
@@ -222,15 +222,30 @@ def create_app(store: Store, settings: ApiSettings | None = None,
 
     @app.get("/v1/drivers/{driver_id}/series", response_model=Series, tags=["fleet"],
              responses={**_ERRORS, **_NOT_FOUND, **_BAD})
-    def driver_series(key: ReadKey, store: TheStore, driver_id: str,
-                      since: TimeParam = None, until: TimeParam = None) -> Series:
+    def driver_series(
+        key: ReadKey, store: TheStore, driver_id: str,
+        since: TimeParam = None, until: TimeParam = None,
+        cursor: Annotated[str | None, Query(
+            description="next_cursor of the previous page")] = None,
+        limit: Annotated[int, Query(
+            ge=1, description="page size (capped at VIGIL_API__MAX_PAGE_SIZE)")] = max_page,
+    ) -> Series:
         """The driver's closed windows with ``since <= window_start < until``, oldest
-        first."""
+        first, one page at a time."""
         lo, hi = _series_bounds(store, driver_id, since, until)
-        windows = store.series.of_driver(driver_id, since=lo, until=hi)
-        return Series(driver_id=driver_id, windows=[
+        size = min(limit, max_page)
+        after = None
+        if cursor is not None:
+            after, of = decode_cursor(cursor)
+            if of != driver_id:
+                raise CursorError("this cursor is of another driver's series")
+        found = store.series.of_driver(driver_id, since=lo, until=hi, after=after,
+                                       limit=size + 1)
+        page, more = found[:size], len(found) > size
+        return Series(driver_id=driver_id, limit=size, windows=[
             SeriesWindow.model_validate(w.model_dump(exclude={"schema_", "driver_id"}))
-            for w in windows])
+            for w in page],
+            next_cursor=encode_cursor(page[-1].window_start, driver_id) if more else None)
 
     # --- exports ----------------------------------------------------------------------------
 
@@ -264,11 +279,19 @@ def create_app(store: Store, settings: ApiSettings | None = None,
         """The driver's windows (as GET /v1/drivers/{driver_id}/series) as one CSV or
         Parquet file; AU rates and the like are JSON text."""
         lo, hi = _series_bounds(store, driver_id, since, until)
-        windows = store.series.of_driver(driver_id, since=lo, until=hi)
-        rows = [export.series_row(w) for w in windows]
-        pieces = (rows[i:i + EXPORT_CHUNK] for i in range(0, len(rows), EXPORT_CHUNK))
+        first = store.series.of_driver(driver_id, since=lo, until=hi, limit=EXPORT_CHUNK)
+
+        def chunks() -> Iterator[list[dict[str, Any]]]:
+            page = first
+            while page:
+                yield [export.series_row(w) for w in page]
+                if len(page) < EXPORT_CHUNK:
+                    return
+                page = store.series.of_driver(driver_id, since=lo, until=hi,
+                                              after=page[-1].window_start, limit=EXPORT_CHUNK)
+
         name = "vigil-series-" + re.sub(r"[^\w.-]", "_", driver_id)
-        return _file(export.stream(pieces, export.SERIES_COLUMNS, fmt), name, fmt)
+        return _file(export.stream(chunks(), export.SERIES_COLUMNS, fmt), name, fmt)
 
     # --- health -----------------------------------------------------------------------------
 

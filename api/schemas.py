@@ -156,10 +156,14 @@ class SeriesWindow(BaseModel):
 
 
 class Series(BaseModel):
-    """A driver's windows with ``since <= window_start < until``, oldest first."""
+    """A page of a driver's windows with ``since <= window_start < until``, oldest first.
+    Pass ``next_cursor`` as ``cursor`` (with the same bounds) for the next page; None: this is
+    the last one."""
 
     driver_id: str
     windows: list[SeriesWindow]
+    next_cursor: str | None
+    limit: int = Field(description="the page size used (the one asked for, capped)")
 
 
 class Health(BaseModel):

@@ -182,16 +182,21 @@ class SeriesRepository:
         return len(ordered)
 
     def of_driver(
-        self, driver_id: str, since: float | None = None, until: float | None = None
+        self, driver_id: str, since: float | None = None, until: float | None = None,
+        after: float | None = None, limit: int | None = None,
     ) -> list[WindowMetrics]:
-        """A driver's windows with ``since <= window_start < until``, oldest first."""
+        """A driver's windows with ``since <= window_start < until``, oldest first; with
+        ``after``, only those starting after it (a keyset page: a driver has one window per
+        start), at most ``limit``."""
         q = select(METRICS).where(METRICS.c.driver_id == driver_id)
         if since is not None:
             q = q.where(METRICS.c.window_start >= since)
         if until is not None:
             q = q.where(METRICS.c.window_start < until)
+        if after is not None:
+            q = q.where(METRICS.c.window_start > after)
         with self.db.begin() as conn:
-            rows = conn.execute(q.order_by(METRICS.c.window_start)).all()
+            rows = conn.execute(q.order_by(METRICS.c.window_start).limit(limit)).all()
         return [_metrics(r._mapping) for r in rows]
 
     def has_driver(self, driver_id: str) -> bool:

@@ -19,7 +19,8 @@ from streams.store import Store
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunks of 4 rows: the 26 seeded alerts take several database reads and row groups."""
+    """Chunks of 4 rows: the 26 seeded alerts, and a driver's 10 windows, take several database
+    reads and row groups."""
     monkeypatch.setattr(api.app, "EXPORT_CHUNK", 4)
 
 

@@ -4,6 +4,7 @@ checks and its OpenAPI document."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from api_helpers import NAMES, Seeded, auth
 from fastapi.testclient import TestClient
@@ -60,6 +61,38 @@ def test_a_drivers_series_by_time_and_unknown_drivers(
     r = client.get("/v1/drivers/d-nobody/series", headers=auth(keys["read"]))
     assert r.status_code == 404 and "d-nobody" in r.json()["detail"]
     r = client.get("/v1/drivers/d-ben/series", params={"since": hi, "until": lo},
+                   headers=auth(keys["read"]))
+    assert r.status_code == 400
+
+
+def test_a_drivers_series_page_by_page(
+    client: TestClient, api_store: Store, seeded: Seeded, keys: dict[str, str]
+) -> None:
+    stored = [w.window_start for w in api_store.series.of_driver("d-ben")]
+    lo = stored[1]
+    pages, cursor = [], None
+    while True:
+        params: dict[str, Any] = {"limit": 4, "since": lo}
+        if cursor:
+            params["cursor"] = cursor
+        r = client.get("/v1/drivers/d-ben/series", params=params, headers=auth(keys["read"]))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["limit"] == 4 and len(body["windows"]) <= 4
+        pages.append([w["window_start"] for w in body["windows"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    # Every window from `since` on exactly once, in order, and no empty last page.
+    assert [t for page in pages for t in page] == stored[1:]
+    assert [len(p) for p in pages] == [4, 4, 1]
+    # A cursor is one driver's: another's, or a made-up one, is refused, not misread.
+    first = client.get("/v1/drivers/d-ben/series", params={"limit": 2},
+                       headers=auth(keys["read"])).json()["next_cursor"]
+    r = client.get("/v1/drivers/d-ana/series", params={"cursor": first},
+                   headers=auth(keys["read"]))
+    assert r.status_code == 400 and "another driver" in r.json()["detail"]
+    r = client.get("/v1/drivers/d-ben/series", params={"cursor": "not-a-cursor"},
                    headers=auth(keys["read"]))
     assert r.status_code == 400
 
