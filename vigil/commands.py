@@ -71,7 +71,10 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     results, largest = [], dict.fromkeys(configs, 0)
     for name, served in configs.items():
         for n in counts:
-            result = bench_pipeline(n, args.fps, args.seconds, args.batch, args.warmup,
+            # A worker that starts with many drivers at once starts behind (models loading,
+            # the group joining): measured, 6 drivers needed 40 s to catch up, 8 needed 60.
+            warmup = args.warmup if args.warmup is not None else 20.0 + 5.0 * n
+            result = bench_pipeline(n, args.fps, args.seconds, args.batch, warmup,
                                     Path(args.log_dir) if args.log_dir else None,
                                     networks=served, replay=replay, workers=args.workers)
             results.append(result)
@@ -213,7 +216,8 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--fps", type=float, default=10.0)
     p.add_argument("--seconds", type=float, default=60.0, help="measured span after warm-up")
     p.add_argument("--batch", type=int, default=2, help="frames per batch")
-    p.add_argument("--warmup", type=float, default=20.0, help="seconds not measured at start")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="seconds not measured at start (default: 20 plus 5 a driver)")
     p.add_argument("--log-dir", help="keep the processes' logs here")
     p.add_argument("--networks", help="also run the same load with these learnt networks "
                    "served (e.g. blink,au,fatigue; untrained weights at the CPU sizes: cost "
