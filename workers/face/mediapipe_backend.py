@@ -77,14 +77,11 @@ class MediaPipeBackend:
             self._detector = YuNetDetector(
                 min_score=settings.face_detector_min_score, max_side=settings.face_detector_side
             )
+        self._crop_options = options(vision.RunningMode.IMAGE, 1)
         with _native_stderr_silenced():
             self._landmarker: Any = vision.FaceLandmarker.create_from_options(
                 options(vision.RunningMode.VIDEO, settings.max_faces)
             )
-            if self._detector is not None:
-                self._crop_landmarker = vision.FaceLandmarker.create_from_options(
-                    options(vision.RunningMode.IMAGE, 1)
-                )
         self._last_ts = -1
 
     def detect(self, frame_bgr: np.ndarray, timestamp_ms: int) -> list[FaceDetection]:
@@ -123,6 +120,13 @@ class MediaPipeBackend:
         crop, warp = crop_box(rgb, (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2),
                               size, size)
         scale, origin = float(warp[0, 0]), -warp[:, 2] / warp[0, 0]
+        if self._crop_landmarker is None:  # at its first use: most streams never need it,
+            # and it holds about 30 MiB (a worker has one backend a driver)
+            from mediapipe.tasks.python import vision
+
+            with _native_stderr_silenced():
+                self._crop_landmarker = vision.FaceLandmarker.create_from_options(
+                    self._crop_options)
         result = self._crop_landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=crop))
         for pts, blend, matrix in _faces_of(result, crop.shape):
             pts[:, :2] = pts[:, :2] / scale + origin
