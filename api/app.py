@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -78,6 +78,7 @@ from streams.store import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SERVICE = "api"  # the service name of its metrics (streams.observability.SERVICES_OF)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -257,18 +258,9 @@ def create_app(store: Store, settings: ApiSettings | None = None,
         CSV or Parquet file; the evidence is JSON text."""
         first = store.alerts.page(**filters, limit=EXPORT_CHUNK)  # an outage: 503, not a
         # truncated file
-
-        def chunks() -> Iterator[list[dict[str, Any]]]:
-            page = first
-            while page:
-                yield [export.alert_row(a) for a in page]
-                if len(page) < EXPORT_CHUNK:
-                    return
-                last = page[-1]
-                page = store.alerts.page(**filters, after=(last.detected_at, last.alert_id),
-                                         limit=EXPORT_CHUNK)
-
-        return _file(export.stream(chunks(), export.ALERT_COLUMNS, fmt), "vigil-alerts", fmt)
+        chunks = _chunks(first, export.alert_row, lambda last: store.alerts.page(
+            **filters, after=(last.detected_at, last.alert_id), limit=EXPORT_CHUNK))
+        return _file(export.stream(chunks, export.ALERT_COLUMNS, fmt), "vigil-alerts", fmt)
 
     @app.get("/v1/export/drivers/{driver_id}/series", tags=["export"],
              response_class=StreamingResponse,
@@ -280,18 +272,10 @@ def create_app(store: Store, settings: ApiSettings | None = None,
         Parquet file; AU rates and the like are JSON text."""
         lo, hi = _series_bounds(store, driver_id, since, until)
         first = store.series.of_driver(driver_id, since=lo, until=hi, limit=EXPORT_CHUNK)
-
-        def chunks() -> Iterator[list[dict[str, Any]]]:
-            page = first
-            while page:
-                yield [export.series_row(w) for w in page]
-                if len(page) < EXPORT_CHUNK:
-                    return
-                page = store.series.of_driver(driver_id, since=lo, until=hi,
-                                              after=page[-1].window_start, limit=EXPORT_CHUNK)
-
+        chunks = _chunks(first, export.series_row, lambda last: store.series.of_driver(
+            driver_id, since=lo, until=hi, after=last.window_start, limit=EXPORT_CHUNK))
         name = "vigil-series-" + re.sub(r"[^\w.-]", "_", driver_id)
-        return _file(export.stream(chunks(), export.SERIES_COLUMNS, fmt), name, fmt)
+        return _file(export.stream(chunks, export.SERIES_COLUMNS, fmt), name, fmt)
 
     # --- health -----------------------------------------------------------------------------
 
@@ -393,6 +377,19 @@ def _require(store: Store, alert_id: str) -> StoredAlert:
     if found is None:
         raise AlertNotFoundError(alert_id)
     return found
+
+
+def _chunks(first: list[T], row: Callable[[T], dict[str, Any]],
+            after: Callable[[T], list[T]]) -> Iterator[list[dict[str, Any]]]:
+    """An export's rows, a database read at a time: ``first`` (read before the response
+    starts, so an outage is a 503 rather than a truncated file), then ``after(last item)``
+    until a page comes back shorter than ``EXPORT_CHUNK``."""
+    page = first
+    while page:
+        yield [row(item) for item in page]
+        if len(page) < EXPORT_CHUNK:
+            return
+        page = after(page[-1])
 
 
 def _series_bounds(store: Store, driver_id: str, since: float | datetime | None,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kafka.partitioner.default import murmur2
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -23,6 +25,12 @@ class TopicSpec:
     def partition_count(self, fleet_partitions: int) -> int:
         """The topic's partitions when the driver-keyed topics have ``fleet_partitions``."""
         return fleet_partitions if self.partitions is None else self.partitions
+
+
+def driver_partition(driver_id: str, partitions: int) -> int:
+    """The partition of a driver's records among ``partitions``: Kafka's default partitioner
+    (murmur2 of the key), which every client Vigil uses applies."""
+    return (murmur2(driver_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 HOUR_MS = 3_600_000

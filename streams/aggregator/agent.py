@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from kafka.partitioner.default import murmur2
 
 from streams.aggregator.clock import CaptureClock
 from streams.aggregator.config import AggregatorConfig
@@ -66,6 +65,7 @@ from streams.topics import (
     DEAD_LETTERS,
     OBSERVATIONS,
     WINDOW_METRICS,
+    driver_partition,
 )
 from streams.webhooks.settings import WebhookSettings
 
@@ -151,7 +151,7 @@ def build_aggregator_app(bootstrap: str, store: Store, webhooks: WebhookSettings
     resuming: dict[str, float] = {}
 
     def partition_for(driver_id: str) -> int:
-        return (murmur2(driver_id.encode()) & 0x7FFFFFFF) % partitions
+        return driver_partition(driver_id, partitions)
 
     def note_resumable() -> None:
         grace = time.monotonic() + AggregatorConfig().camera_silence_s

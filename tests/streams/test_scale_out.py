@@ -33,7 +33,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from kafka.partitioner.default import murmur2
 from stream_helpers import TopicFollower, spawn
 
 from streams.aggregator import DriverAggregator
@@ -43,7 +42,7 @@ from streams.processes import stop_child
 from streams.readback import read_topic
 from streams.schemas import Alert, Observation, decode_record
 from streams.store import Store
-from streams.topics import ALERTS, FRAMES, OBSERVATIONS
+from streams.topics import ALERTS, FRAMES, OBSERVATIONS, driver_partition
 from vigil.sources import SOURCES
 from workers.inference import InferenceProcessor, RawMessage
 from workers.perception import open_perception
@@ -62,8 +61,7 @@ KILL_FROM, HOLD_AT = 13 * FPS, 96  # HOLD_AT: frame 96 (19.2 s), a whole camera 
 
 
 def partition(driver: str) -> int:
-    """The partition of a driver's records (Kafka's default partitioner, every client's)."""
-    return (murmur2(driver.encode()) & 0x7FFFFFFF) % PARTITIONS
+    return driver_partition(driver, PARTITIONS)
 
 
 def encoded(source: Iterator[np.ndarray], n: int) -> list[EncodedFrame]:

@@ -11,20 +11,19 @@ from pathlib import Path
 
 from faust.types import TP
 from kafka import KafkaProducer
-from kafka.partitioner.default import murmur2
 from stream_helpers import TopicFollower, running_app
 
 from streams.aggregator.agent import build_aggregator_app
 from streams.broker import EmbeddedBroker
 from streams.schemas import Alert, AlertReason, Observation, decode_record
 from streams.store import Store
-from streams.topics import ALERTS, OBSERVATIONS
+from streams.topics import ALERTS, OBSERVATIONS, driver_partition
 
 PARTITIONS = 8  # the default VIGIL_KAFKA__PARTITIONS
 
 
 def partition(driver: str) -> int:
-    return (murmur2(driver.encode()) & 0x7FFFFFFF) % PARTITIONS
+    return driver_partition(driver, PARTITIONS)
 
 
 def frames(driver: str, start: float, seconds: float, face: bool) -> list[Observation]:
